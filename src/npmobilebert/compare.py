@@ -1,0 +1,101 @@
+"""Tensor-by-tensor comparison of two runs of the same model (LSB for integers, ULP for floats)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import Model
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between float arrays (0 for equal, incl. +0/-0)."""
+    if a.dtype == np.float16:
+        a, b = a.astype(np.float32), b.astype(np.float32)
+    bits = np.int32 if a.dtype == np.float32 else np.int64
+    ia = a.view(bits).astype(np.int64)
+    ib = b.astype(a.dtype).view(bits).astype(np.int64)
+    # map the sign-magnitude float order onto a monotonic integer line
+    sign_bit = np.int64(1) << (np.dtype(bits).itemsize * 8 - 1)
+    ia = np.where(ia < 0, -(ia & ~sign_bit), ia)
+    ib = np.where(ib < 0, -(ib & ~sign_bit), ib)
+    return np.abs(ia - ib)
+
+
+def tensor_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(how many elements differ, largest difference in LSB or ULP)."""
+    if a.shape != b.shape:
+        return a.size, -1
+    if np.issubdtype(a.dtype, np.floating):
+        both_nan = np.isnan(a) & np.isnan(b)
+        d = np.where(both_nan, 0, ulp_distance(a, b))
+    elif a.dtype == np.bool_:
+        d = (a != b).astype(np.int64)
+    else:
+        d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    return int(np.count_nonzero(d)), int(d.max()) if d.size else 0
+
+
+@dataclass
+class TensorDiff:
+    index: int
+    name: str
+    op_index: int          # the op that writes it (-1 for graph inputs)
+    op_type: str
+    dtype: str
+    mismatched: int
+    size: int
+    max_diff: int          # LSB (integers) or ULP (floats); -1 for a shape mismatch
+
+
+@dataclass
+class Comparison:
+    compared: int = 0
+    identical: int = 0
+    diffs: list[TensorDiff] = field(default_factory=list)       # differing tensors, in run order
+    max_diff_by_op: dict = field(default_factory=dict)         # op type -> largest LSB/ULP seen
+    missing: list[str] = field(default_factory=list)           # tensors the other run lacked
+
+    @property
+    def first_divergence(self) -> TensorDiff | None:
+        return self.diffs[0] if self.diffs else None
+
+    def merge(self, other: "Comparison") -> None:
+        self.compared += other.compared
+        self.identical += other.identical
+        self.diffs.extend(other.diffs)
+        for op, d in other.max_diff_by_op.items():
+            self.max_diff_by_op[op] = max(d, self.max_diff_by_op.get(op, 0))
+        self.missing.extend(m for m in other.missing if m not in self.missing)
+
+
+def compare_runs(model: Model, ours: dict[int, np.ndarray], theirs: dict[int, np.ndarray]) -> Comparison:
+    """Compare every tensor our run produced with the other run's value, in execution order."""
+    writer = {}
+    for op in model.operators:
+        for i in op.outputs:
+            writer[i] = op
+    order = list(model.inputs) + [i for op in model.operators for i in op.outputs]
+    result = Comparison()
+    per_op: dict[str, int] = defaultdict(int)
+    for index in order:
+        if index not in ours:
+            continue
+        t = model.tensors[index]
+        op = writer.get(index)
+        op_type = op.opcode if op is not None else "INPUT"
+        if index not in theirs:
+            result.missing.append(t.name)
+            continue
+        mismatched, max_diff = tensor_difference(ours[index], np.asarray(theirs[index]))
+        result.compared += 1
+        per_op[op_type] = max(per_op[op_type], max_diff if max_diff >= 0 else 2**31)
+        if mismatched == 0:
+            result.identical += 1
+        else:
+            result.diffs.append(TensorDiff(index, t.name, op.index if op else -1, op_type,
+                                           t.type_name, mismatched, ours[index].size, max_diff))
+    result.max_diff_by_op = dict(per_op)
+    return result

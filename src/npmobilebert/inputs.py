@@ -1,0 +1,134 @@
+"""Model inputs: which input is which (ids, mask, token types), and how to make them.
+
+A BERT-style model takes int32 ``input_ids``, ``attention_mask`` and ``token_type_ids`` (the
+converter orders them alphabetically). Roles are recognised by name, so the same code serves any
+model with those inputs; other models get random inputs by dtype.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .model import Model, Tensor
+from .text import Tokenizer
+
+ROLE_WORDS = {"ids": ("input_ids", "input_word_ids", "ids"),
+              "mask": ("attention_mask", "input_mask", "mask"),
+              "types": ("token_type_ids", "segment_ids", "input_type_ids", "type")}
+
+
+def input_role(tensor: Tensor) -> str | None:
+    name = tensor.name.lower()
+    for role in ("mask", "types", "ids"):   # "ids" last: "token_type_ids" is a types input
+        if any(word in name for word in ROLE_WORDS[role]):
+            return role
+    return None
+
+
+def model_metadata(model: Model) -> dict:
+    """The JSON our tools write into the model (labels, seq_len, ...); {} if absent."""
+    raw = model.metadata.get("npmobilebert")
+    if raw is None:
+        return {}
+    try:
+        return json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+
+
+@dataclass
+class BertInputs:
+    """Inputs for one sequence, in the model's input order."""
+
+    arrays: list[np.ndarray]
+    length: int
+    tokens: list[str] | None = None
+
+
+class InputMaker:
+    """Builds inputs for a model: from text, from ids, or at random."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.specs = [model.tensors[i] for i in model.inputs]
+        self.roles = [input_role(t) for t in self.specs]
+        self.is_bert = "ids" in self.roles and all(
+            t.dtype in (np.int32, np.int64) for t, r in zip(self.specs, self.roles) if r)
+        ids_spec = self.specs[self.roles.index("ids")] if "ids" in self.roles else None
+        self.seq_len = int(ids_spec.shape[-1]) if ids_spec is not None else 0
+        self.vocab_size = self._vocab_size()
+        self._tokenizer = None
+
+    def _vocab_size(self) -> int:
+        meta = model_metadata(self.model)
+        if "vocab_size" in meta:
+            return int(meta["vocab_size"])
+        vocab = self.model.packed_files.get("vocab.txt")
+        if vocab is not None:
+            return len(bytes(vocab).decode("utf-8", "replace").splitlines())
+        # the largest GATHER table the ids could index
+        sizes = [self.model.tensors[op.inputs[0]].shape[0] for op in self.model.operators
+                 if op.opcode == "GATHER" and self.model.tensors[op.inputs[0]].data is not None]
+        return int(max(sizes)) if sizes else 30522
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            vocab = self.model.packed_files.get("vocab.txt")
+            if vocab is None:
+                raise InputError("this model has no packed vocab.txt: give token ids (--ids) instead of text")
+            self._tokenizer = Tokenizer(bytes(vocab).decode("utf-8"), self.seq_len)
+        return self._tokenizer
+
+    def from_ids(self, ids: list[int]) -> BertInputs:
+        if not self.is_bert:
+            raise InputError("token ids need a model with an input_ids input")
+        if not ids:
+            raise InputError("no token ids given")
+        if len(ids) > self.seq_len:
+            raise InputError(f"{len(ids)} ids given; the model takes at most {self.seq_len}")
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {self.vocab_size})")
+        return self._assemble(list(ids))
+
+    def from_text(self, text: str) -> BertInputs:
+        enc = self.tokenizer.encode(text)
+        n = int(enc.attention_mask.sum())
+        made = self._assemble(enc.input_ids[0, :n].tolist())
+        made.tokens = enc.tokens
+        return made
+
+    def random(self, rng: np.random.Generator) -> BertInputs:
+        if not self.is_bert:
+            return BertInputs([_random_array(t, rng) for t in self.specs], 0)
+        length = int(rng.integers(2, self.seq_len + 1))
+        low = min(999, self.vocab_size // 2)   # skip [unused] and special tokens where the vocab allows
+        body = rng.integers(low, self.vocab_size, size=length - 2).tolist()
+        cls, sep = (101, 102) if self.vocab_size > 102 else (1, 2)
+        return self._assemble([cls] + body + [sep])
+
+    def _assemble(self, ids: list[int]) -> BertInputs:
+        n = len(ids)
+        arrays = []
+        for spec, role in zip(self.specs, self.roles):
+            a = np.zeros(spec.shape, dtype=spec.dtype)
+            if role == "ids":
+                a.reshape(-1, self.seq_len)[0, :n] = ids
+            elif role == "mask":
+                a.reshape(-1, self.seq_len)[0, :n] = 1
+            arrays.append(a)
+        return BertInputs(arrays, n)
+
+
+def _random_array(spec: Tensor, rng: np.random.Generator) -> np.ndarray:
+    if np.issubdtype(spec.dtype, np.floating):
+        return rng.standard_normal(spec.shape).astype(spec.dtype)
+    if spec.dtype == np.bool_:
+        return rng.integers(0, 2, spec.shape).astype(np.bool_)
+    info = np.iinfo(spec.dtype)
+    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, spec.shape).astype(spec.dtype)

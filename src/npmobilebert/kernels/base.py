@@ -1,0 +1,142 @@
+"""The kernel registry and what every kernel shares: quantization parameters, activation ranges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ..fixedpoint import round_half_away
+from ..model import Operator, Tensor
+
+Arrays = list  # list[np.ndarray | None]
+
+
+@dataclass
+class OpContext:
+    """What a kernel's prepare step sees: the operator and its tensors (None = optional, absent)."""
+
+    op: Operator
+    inputs: list[Tensor | None]
+    outputs: list[Tensor]
+
+    @property
+    def options(self) -> dict:
+        return self.op.options
+
+    def unsupported(self, why: str) -> UnsupportedOpError:
+        dtypes = ", ".join(t.type_name if t is not None else "-" for t in self.inputs)
+        outs = ", ".join(t.type_name for t in self.outputs)
+        return UnsupportedOpError(
+            f"operator {self.op.index} ({self.op.opcode} v{self.op.version}, inputs {dtypes} -> {outs}): {why}")
+
+
+@dataclass
+class PreparedOp:
+    """An op ready to run: ``run(inputs) -> outputs``; ``params`` holds its internals for tracing."""
+
+    ctx: OpContext
+    run: Callable[[Arrays], Arrays]
+    params: dict = field(default_factory=dict)
+    rule: str = ""  # the TFLite source this kernel mirrors, shown by --trace
+
+
+KERNELS: dict[str, Callable[[OpContext], PreparedOp]] = {}
+
+
+def register(*opcodes: str):
+    """Decorator: ``@register("ADD", "SUB")`` adds a prepare function to the registry."""
+    def add(prepare: Callable[[OpContext], PreparedOp]):
+        for name in opcodes:
+            KERNELS[name] = prepare
+        return prepare
+    return add
+
+
+def prepare_op(op: Operator, tensors) -> PreparedOp:
+    """Look up and prepare one operator; an op we do not implement is a clear error."""
+    prepare = KERNELS.get(op.opcode)
+    ctx = OpContext(op=op,
+                    inputs=[tensors[i] if i >= 0 else None for i in op.inputs],
+                    outputs=[tensors[i] for i in op.outputs])
+    if prepare is None:
+        raise ctx.unsupported("this op is not implemented by the NumPy interpreter")
+    return prepare(ctx)
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantization parameters
+# ----------------------------------------------------------------------------------------------
+
+def scale_of(tensor: Tensor) -> np.float32:
+    """The per-tensor scale as the float32 TFLite keeps in ``params.scale``."""
+    if tensor.quantization is None:
+        return np.float32(0.0)
+    return np.float32(tensor.quantization.scales[0])
+
+
+def zero_point_of(tensor: Tensor) -> int:
+    if tensor.quantization is None:
+        return 0
+    return int(tensor.quantization.zero_points[0])
+
+
+def is_quantized(tensor: Tensor) -> bool:
+    return tensor.dtype in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
+def dtype_limits(dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _quantize_scalar(value: float, tensor: Tensor) -> int:
+    # kernel_util.cc Quantize(): zero_point + round(f / scale), in float32
+    return zero_point_of(tensor) + int(round_half_away(np.float32(value) / scale_of(tensor)))
+
+
+def activation_range(activation: str, output: Tensor) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized (kernel_util.cc): the clamp a fused activation implies."""
+    qmin, qmax = dtype_limits(output.dtype)
+    if activation in ("NONE", None):
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, _quantize_scalar(0.0, output)), qmax
+    if activation == "RELU6":
+        return max(qmin, _quantize_scalar(0.0, output)), min(qmax, _quantize_scalar(6.0, output))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, _quantize_scalar(-1.0, output)), min(qmax, _quantize_scalar(1.0, output))
+    raise UnsupportedOpError(f"fused activation {activation} on a quantized output is not supported")
+
+
+def float_activation(x: np.ndarray, activation: str) -> np.ndarray:
+    """Fused activation on a float output (ActivationFunctionWithMinMax)."""
+    if activation in ("NONE", None):
+        return x
+    bounds = {"RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+    if activation in bounds:
+        lo, hi = bounds[activation]
+        return np.minimum(np.maximum(x, np.float32(lo)), np.float32(hi))
+    if activation == "TANH":
+        return np.tanh(x)
+    if activation == "SIGN_BIT":
+        return np.signbit(x).astype(x.dtype)
+    raise UnsupportedOpError(f"fused activation {activation} is not supported")
+
+
+def clamp_cast(values, lo: int, hi: int, dtype) -> np.ndarray:
+    """Clamp int64 results to [lo, hi] and store them in the output dtype."""
+    return np.clip(values, lo, hi).astype(dtype)
+
+
+def exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer matmul ``a @ b`` (any batch dims), exact, through float64 BLAS.
+
+    Every product of int8/int16 operands (offsets applied) is below 2**25 in magnitude and the
+    depths we meet are far below 2**28, so every partial sum is an integer below 2**53 and float64
+    represents it exactly: the result equals the C++ integer accumulation (which assumes no int32
+    overflow -- TFLite DCHECKs that). Returns int64.
+    """
+    return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)

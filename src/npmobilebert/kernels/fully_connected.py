@@ -1,0 +1,93 @@
+"""FULLY_CONNECTED.
+
+Mirrors ``tflite/kernels/fully_connected.cc`` (Prepare, EvalQuantized, EvalFloat) and, for the
+reference resolver, ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``. Since
+2025 the reference integer kernels requantize in double precision:
+``acc_scaled = (int32) round((double) acc * (double) in_scale * filter_scale / out_scale)``
+instead of the (multiplier, shift) fixed-point pair that the optimized kernels still use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixedpoint import requantize_double
+from .base import (OpContext, PreparedOp, activation_range, clamp_cast, exact_int_matmul,
+                   float_activation, register, scale_of, zero_point_of)
+
+RULE = "tflite/kernels/internal/reference/integer_ops/fully_connected.h (double requantization)"
+
+
+def _output_shape(ctx: OpContext, x: np.ndarray, units: int) -> tuple[int, ...]:
+    # keep_num_dims keeps the input's leading dims; otherwise the output is [batches, units]
+    if ctx.options.get("keep_num_dims"):
+        return x.shape[:-1] + (units,)
+    return (x.size // ctx.inputs[1].shape[-1], units)
+
+
+@register("FULLY_CONNECTED")
+def prepare_fully_connected(ctx: OpContext) -> PreparedOp:
+    x, w = ctx.inputs[0], ctx.inputs[1]
+    if ctx.options.get("weights_format", 0) != 0:
+        raise ctx.unsupported("shuffled weights format is not supported")
+    if x.dtype in (np.int8, np.int16) and w.dtype == np.int8:
+        return _prepare_integer(ctx)
+    if x.dtype == np.float32 and w.dtype == np.float32:
+        return _prepare_float(ctx)
+    raise ctx.unsupported("this dtype combination is not supported yet")
+
+
+def _prepare_integer(ctx: OpContext) -> PreparedOp:
+    """int8 x int8 -> int8 (full-integer models) and int16 x int8 -> int16 (16x8 models)."""
+    x_t, w_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    units, depth = w_t.shape[0], w_t.shape[-1]
+    w_scales = w_t.quantization.scales.astype(np.float32)
+    per_channel = len(w_scales) > 1
+    # Per-channel weights are symmetric by spec: the kernel ignores their zero point. Per-tensor
+    # weights keep theirs (weights_offset) for backward compatibility.
+    w_offset = 0 if per_channel else -zero_point_of(w_t)
+    x_offset = -zero_point_of(x_t)
+    out_zp = zero_point_of(out_t)
+    # double(in) * double(filter) / double(out), in that order (FullyConnectedPerChannel)
+    effective_scale = (np.float64(scale_of(x_t)) * w_scales.astype(np.float64)
+                       / np.float64(scale_of(out_t)))
+    lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
+    weights_t = (w_t.data.reshape(units, depth).astype(np.int64) + w_offset).T  # [depth, units]
+    bias = None
+    if bias_t is not None:
+        if bias_t.data is None:
+            raise ctx.unsupported("a non-constant bias is not supported")
+        bias = bias_t.data.astype(np.int64)
+
+    def run(inputs):
+        x = inputs[0]
+        acc = exact_int_matmul(x.reshape(-1, depth).astype(np.int64) + x_offset, weights_t)
+        if bias is not None:
+            acc += bias                                   # [batches, units]
+        out = requantize_double(acc, effective_scale) + out_zp
+        return [clamp_cast(out, lo, hi, out_t.dtype).reshape(_output_shape(ctx, x, units))]
+
+    params = {"input_offset": x_offset, "weights_offset": w_offset, "output_offset": out_zp,
+              "effective_scale": effective_scale, "per_channel": per_channel,
+              "activation_min": lo, "activation_max": hi}
+    return PreparedOp(ctx, run, params, RULE)
+
+
+def _prepare_float(ctx: OpContext) -> PreparedOp:
+    """float32: x @ W^T + b, then the fused activation (reference_ops::FullyConnected float)."""
+    w_t = ctx.inputs[1]
+    bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    units, depth = w_t.shape[0], w_t.shape[-1]
+    weights_t = np.ascontiguousarray(w_t.data.reshape(units, depth).T)
+    activation = ctx.options.get("fused_activation_function")
+
+    def run(inputs):
+        x = inputs[0]
+        out = x.reshape(-1, depth) @ weights_t
+        if bias_t is not None:
+            out = out + inputs[2]
+        out = float_activation(out.astype(np.float32), activation)
+        return [out.reshape(_output_shape(ctx, x, units))]
+
+    return PreparedOp(ctx, run, {}, "tflite/kernels/internal/reference/fully_connected.h (float)")

@@ -1,0 +1,898 @@
+"""Read a TFLite FlatBuffer into plain, immutable Python data.
+
+The reader is a thin, validating layer over the flatc-generated accessors of
+the ``tflite`` package: no TensorFlow, no arithmetic, no copies of constant
+data.  The file is read into memory once (or memory-mapped when it is large)
+and every constant tensor's ``data`` is a read-only ``np.frombuffer`` view of
+those bytes, reshaped to the tensor's shape.
+
+Everything that can be wrong with a file -- not a TFLite model, truncated,
+garbage offsets, indices out of range, buffer sizes that do not match shapes --
+is reported as a one-line :class:`~npmobilebert.errors.ModelFormatError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import importlib
+import inspect
+import io
+import math
+import mmap
+import os
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from tflite.ActivationFunctionType import ActivationFunctionType as _ActivationFunctionType
+from tflite.BuiltinOperator import BuiltinOperator as _BuiltinOperator
+from tflite.BuiltinOptions import BuiltinOptions as _BuiltinOptions
+from tflite.Model import Model as _FbModel
+from tflite.TensorType import TensorType as _TensorType
+
+from .errors import ModelFormatError, TensorNotFoundError
+
+try:  # Present in recent schemas only (StableHLO ops); absent in old tflite packages.
+    from tflite.BuiltinOptions2 import BuiltinOptions2 as _BuiltinOptions2
+except ImportError:  # pragma: no cover - depends on the installed tflite version
+    _BuiltinOptions2 = None
+
+__all__ = [
+    "Quantization",
+    "Tensor",
+    "Operator",
+    "Subgraph",
+    "SignatureDef",
+    "Model",
+    "load_model",
+    "FILE_IDENTIFIER",
+]
+
+#: The FlatBuffer file identifier of TFLite models (bytes 4..8 of the file).
+FILE_IDENTIFIER = b"TFL3"
+
+# Files at least this large are memory-mapped instead of read, so a multi-GB
+# model does not need its size in RAM twice (once for the read, once in use).
+_MMAP_THRESHOLD = 64 * 1024 * 1024
+
+# What the flatbuffers accessors raise when offsets point at garbage: struct
+# errors and IndexError for reads past the end, TypeError/OverflowError from
+# flatbuffers' own range checks of offsets, ValueError from np.frombuffer with
+# a count beyond the buffer, UnicodeDecodeError from strings, AttributeError
+# when a union points to a table of the wrong kind, MemoryError/RecursionError
+# for absurd sizes.  All of them mean "corrupt file" here.
+_DECODE_ERRORS = (
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    UnicodeDecodeError,
+    AttributeError,
+    MemoryError,
+    RecursionError,
+)
+
+
+# --------------------------------------------------------------------------
+# Enum tables from the tflite package
+# --------------------------------------------------------------------------
+
+
+def _enum_names(enum_cls: type) -> dict[int, str]:
+    """Reverse a flatc enum class (``NAME = value`` attributes) into value -> name."""
+    names: dict[int, str] = {}
+    for name, value in vars(enum_cls).items():
+        if name.startswith("_") or not isinstance(value, int):
+            continue
+        names.setdefault(value, name)  # keep the first name for aliased values
+    return names
+
+
+_OPCODE_NAMES = _enum_names(_BuiltinOperator)
+_ACTIVATION_NAMES = _enum_names(_ActivationFunctionType)
+_TYPE_NAMES = _enum_names(_TensorType)
+_OPTIONS_NAMES = _enum_names(_BuiltinOptions)
+_OPTIONS2_NAMES = _enum_names(_BuiltinOptions2) if _BuiltinOptions2 is not None else {}
+
+# NumPy dtype of each TensorType, explicitly little-endian: FlatBuffers (and
+# TFLite buffers) are little-endian whatever the host is.
+_DTYPES: dict[str, np.dtype] = {
+    "FLOAT32": np.dtype("<f4"),
+    "FLOAT16": np.dtype("<f2"),
+    "INT32": np.dtype("<i4"),
+    "UINT8": np.dtype("u1"),
+    "INT64": np.dtype("<i8"),
+    "STRING": np.dtype(np.bytes_),
+    "BOOL": np.dtype(np.bool_),
+    "INT16": np.dtype("<i2"),
+    "COMPLEX64": np.dtype("<c8"),
+    "INT8": np.dtype("i1"),
+    "FLOAT64": np.dtype("<f8"),
+    "COMPLEX128": np.dtype("<c16"),
+    "UINT64": np.dtype("<u8"),
+    "RESOURCE": np.dtype(object),
+    "VARIANT": np.dtype(object),
+    "UINT32": np.dtype("<u4"),
+    "UINT16": np.dtype("<u2"),
+    # INT4 values are stored packed, two per byte; the unpacked element type is int8.
+    "INT4": np.dtype("i1"),
+    # NumPy has no bfloat16: expose the raw 16-bit patterns.
+    "BFLOAT16": np.dtype("<u2"),
+}
+
+# Types whose buffer is not a plain array of `dtype` elements in `shape`
+# (variable-length strings, packed nibbles, opaque handles): their `data` is
+# the raw bytes as a flat uint8 view.
+_RAW_TYPES = frozenset({"STRING", "INT4", "RESOURCE", "VARIANT"})
+
+# Builtin code of custom operators.
+_CUSTOM_CODE = getattr(_BuiltinOperator, "CUSTOM", 32)
+
+
+# --------------------------------------------------------------------------
+# Public data classes
+# --------------------------------------------------------------------------
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    """Mark `array` read-only (views of a bytearray would otherwise be writable)."""
+    array.flags.writeable = False
+    return array
+
+
+# The classes holding arrays (directly or through tensors) use eq=False, i.e.
+# identity equality and hashing: element-wise ndarray comparison has no single
+# truth value.  Operator and SignatureDef compare by value.
+@dataclass(frozen=True, eq=False)
+class Quantization:
+    """Affine quantization parameters: ``real = scale * (q - zero_point)``."""
+
+    scales: np.ndarray  # float32 [n]; n == 1: per-tensor
+    zero_points: np.ndarray  # int64 [n]
+    quantized_dimension: int
+    min: np.ndarray | None = None  # float32, as recorded by the converter (informative)
+    max: np.ndarray | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        """True when there is one scale per slice along `quantized_dimension`."""
+        return self.scales.size > 1
+
+    @property
+    def scale(self) -> float:
+        """The scale of a per-tensor quantization (the first scale otherwise)."""
+        return float(self.scales[0])
+
+    @property
+    def zero_point(self) -> int:
+        """The zero point of a per-tensor quantization (the first one otherwise)."""
+        return int(self.zero_points[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """One tensor of a subgraph."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...] | None
+    dtype: np.dtype
+    type_name: str  # 'INT8', 'FLOAT32', ...
+    buffer_index: int
+    # Constant data: a read-only, zero-copy view into the file bytes, reshaped
+    # to `shape`; None for activations.  For STRING/INT4/RESOURCE/VARIANT and
+    # sparse tensors it is the flat raw buffer (uint8, or `dtype` when sparse).
+    data: np.ndarray | None = field(repr=False)
+    quantization: Quantization | None
+    is_variable: bool
+    is_sparse: bool = False  # has SparsityParameters; `data` is then the packed values
+
+    @property
+    def is_constant(self) -> bool:
+        """True when the tensor's value is stored in the model."""
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        """Number of elements (from `shape`)."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator (node) of a subgraph."""
+
+    index: int
+    opcode: str  # builtin op name, e.g. 'FULLY_CONNECTED'; 'CUSTOM' for custom ops
+    builtin_code: int
+    version: int
+    custom_code: str | None
+    inputs: tuple[int, ...]  # tensor indices; -1 = optional input absent
+    outputs: tuple[int, ...]
+    intermediates: tuple[int, ...]
+    options: dict  # decoded builtin options, snake_case field name -> python value
+    custom_options: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Subgraph:
+    """A graph of tensors and operators; subgraph 0 is the main graph."""
+
+    index: int
+    name: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SignatureDef:
+    """A named entry point: signature input/output names -> tensor indices."""
+
+    key: str
+    subgraph_index: int
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A parsed TFLite model."""
+
+    path: str | None
+    version: int
+    description: str
+    subgraphs: tuple[Subgraph, ...]
+    signatures: tuple[SignatureDef, ...]
+    metadata: dict[str, bytes]  # metadata name -> bytes of its buffer
+    packed_files: dict[str, bytes]  # files of the ZIP archive appended by TFLite metadata
+    file_size: int
+
+    # -- convenience accessors for the main graph (subgraph 0) ---------------
+
+    @property
+    def main(self) -> Subgraph:
+        """Subgraph 0, the graph that runs."""
+        return self.subgraphs[0]
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        return self.main.tensors
+
+    @property
+    def operators(self) -> tuple[Operator, ...]:
+        return self.main.operators
+
+    @property
+    def inputs(self) -> tuple[int, ...]:
+        return self.main.inputs
+
+    @property
+    def outputs(self) -> tuple[int, ...]:
+        return self.main.outputs
+
+    @functools.cached_property
+    def _tensors_by_name(self) -> dict[str, Tensor]:
+        by_name: dict[str, Tensor] = {}
+        for tensor in self.tensors:
+            by_name.setdefault(tensor.name, tensor)  # names may repeat: first wins
+        return by_name
+
+    def tensor(self, name_or_index: str | int) -> Tensor:
+        """The tensor of the main graph with this name or index."""
+        if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
+            index = int(name_or_index)
+            if 0 <= index < len(self.tensors):
+                return self.tensors[index]
+            raise TensorNotFoundError(
+                f"tensor index {index} is out of range: the main graph has {len(self.tensors)} tensors"
+            )
+        try:
+            return self._tensors_by_name[name_or_index]
+        except (KeyError, TypeError):
+            raise TensorNotFoundError(f"the model has no tensor named {name_or_index!r}") from None
+
+    def operator_histogram(self) -> collections.Counter:
+        """Counter of (opcode, version) over the operators of all subgraphs."""
+        return collections.Counter(
+            (op.opcode, op.version) for subgraph in self.subgraphs for op in subgraph.operators
+        )
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def load_model(source: str | os.PathLike | bytes | bytearray | memoryview) -> Model:
+    """Parse a TFLite model from a path or from its bytes.
+
+    Raises :class:`ModelFormatError` for anything that is not a valid TFLite
+    FlatBuffer.  ``OSError`` (missing file, permissions) is not caught.
+    """
+    path, buf = _read_source(source)
+    return _ModelReader(buf, path).read()
+
+
+def _read_source(source: Any) -> tuple[str | None, Any]:
+    """Return (path or None, buffer) for a path or a bytes-like object."""
+    if isinstance(source, (bytes, bytearray)):
+        return None, source
+    if isinstance(source, memoryview):
+        if not source.contiguous:
+            raise ModelFormatError("<memory>: the memoryview holding the model is not contiguous")
+        return None, source.cast("B") if (source.format != "B" or source.ndim != 1) else source
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        return path, _read_file(path)
+    raise TypeError(f"load_model() needs a path or bytes, not {type(source).__name__}")
+
+
+def _read_file(path: str) -> bytes | mmap.mmap:
+    """Read a file once: small files into bytes, large ones memory-mapped read-only."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size >= _MMAP_THRESHOLD and size > 0:  # an empty file cannot be mapped
+            # The map stays valid after the file is closed and lives as long
+            # as any array view of it.
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return f.read()
+
+
+def _snake_case(name: str) -> str:
+    """'FusedActivationFunction' -> 'fused_activation_function', 'DilationHFactor' -> 'dilation_h_factor'."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _decode_str(raw: bytes | None) -> str:
+    """Decode a FlatBuffer string; names are UTF-8 by convention, but never fail on them."""
+    if raw is None:
+        return ""
+    return raw.decode("utf-8", errors="replace")
+
+
+def _as_int_tuple(array: Any) -> tuple[int, ...]:
+    """An int32 vector from an ``XAsNumpy()`` accessor (which returns 0 when absent) as a tuple."""
+    if isinstance(array, np.ndarray):
+        return tuple(int(v) for v in array.tolist())
+    return ()
+
+
+class _ModelReader:
+    """Walks the FlatBuffer once, validating as it goes.
+
+    `where` names the part being read, so that a decoding error deep inside the
+    flatbuffers accessors still produces a message saying where it happened.
+    """
+
+    def __init__(self, buf: Any, path: str | None):
+        self.buf = buf
+        self.size = len(buf)
+        self.path = path
+        self.label = os.path.basename(path) if path else "<memory>"
+        self.where = "the model header"
+
+    # -- errors ---------------------------------------------------------------
+
+    def error(self, message: str) -> ModelFormatError:
+        """A ModelFormatError prefixed with the file name, on one line."""
+        return ModelFormatError(f"{self.label}: {message}".replace("\n", " "))
+
+    # -- entry point ----------------------------------------------------------
+
+    def read(self) -> Model:
+        self.check_header()
+        try:
+            return self.read_model()
+        except ModelFormatError:
+            raise
+        except _DECODE_ERRORS as exc:
+            kind = type(exc).__name__ if type(exc).__module__ == "builtins" else f"{type(exc).__module__}.{type(exc).__name__}"
+            detail = str(exc).replace("\n", " ")
+            raise self.error(f"corrupt FlatBuffer while reading {self.where} ({kind}: {detail})") from exc
+
+    def check_header(self) -> None:
+        """The 4-byte root offset and the 'TFL3' identifier must be there."""
+        if self.size == 0:
+            raise self.error("the file is empty, not a TFLite model")
+        if self.size < 8:
+            raise self.error(f"the file is only {self.size} bytes, too small to be a TFLite model")
+        identifier = bytes(self.buf[4:8])
+        if identifier != FILE_IDENTIFIER:
+            raise self.error(
+                f"not a TFLite model: file identifier {identifier!r} at bytes 4..8, expected {FILE_IDENTIFIER!r}"
+            )
+        (root,) = struct.unpack_from("<I", self.buf, 0)
+        if root + 4 > self.size:
+            raise self.error(f"truncated or corrupt: the root table offset {root} lies outside the {self.size}-byte file")
+
+    def check_count(self, count: int, element_size: int, what: str) -> int:
+        """A vector length must fit in the file; guards against looping over garbage lengths."""
+        if count < 0 or count * element_size > self.size:
+            raise self.error(f"{what} declares {count} entries, more than a {self.size}-byte file can hold")
+        return count
+
+    def read_model(self) -> Model:
+        fb = _FbModel.GetRootAs(self.buf, 0)
+        self.where = "the model table"
+        version = fb.Version()
+        description = _decode_str(fb.Description())
+
+        self.buffers = self.read_buffers(fb)
+        self.opcodes = self.read_opcodes(fb)
+
+        n_subgraphs = self.check_count(fb.SubgraphsLength(), 4, "the subgraph list")
+        if n_subgraphs == 0:
+            raise self.error("the model has no subgraphs")
+        subgraphs = tuple(self.read_subgraph(fb.Subgraphs(i), i, n_subgraphs) for i in range(n_subgraphs))
+
+        signatures = self.read_signatures(fb, subgraphs)
+        metadata = self.read_metadata(fb)
+        self.where = "the packed files"
+        packed_files = _read_packed_files(self.buf, self.size)
+        return Model(
+            path=self.path,
+            version=version,
+            description=description,
+            subgraphs=subgraphs,
+            signatures=signatures,
+            metadata=metadata,
+            packed_files=packed_files,
+            file_size=self.size,
+        )
+
+    # -- buffers ----------------------------------------------------------------
+
+    def read_buffers(self, fb: _FbModel) -> list[np.ndarray | None]:
+        """Every buffer as a read-only uint8 view of the file, or None when it is empty."""
+        count = self.check_count(fb.BuffersLength(), 4, "the buffer list")
+        return [self.read_buffer(fb.Buffers(i), i) for i in range(count)]
+
+    def read_buffer(self, buffer: Any, index: int) -> np.ndarray | None:
+        self.where = f"buffer {index}"
+        if buffer is None:
+            return None
+        # Models over 2 GB keep buffer data outside the FlatBuffer and record
+        # its position in the file; offset 1 is a placeholder the converter
+        # writes before the real offsets are known, so only > 1 counts.
+        offset = buffer.Offset() if hasattr(buffer, "Offset") else 0
+        if offset > 1:
+            size = buffer.Size()
+            if offset + size > self.size:
+                raise self.error(
+                    f"buffer {index} lies at bytes {offset}..{offset + size}, beyond the end of the {self.size}-byte file"
+                )
+            view = np.frombuffer(self.buf, dtype=np.uint8, count=size, offset=offset)
+        else:
+            if buffer.DataIsNone():
+                return None
+            length = buffer.DataLength()
+            if length == 0:
+                return None
+            view = buffer.DataAsNumpy()
+            if view.size != length:  # np.frombuffer raises first, but be explicit
+                raise self.error(f"buffer {index} is truncated")
+        return _readonly(view)
+
+    def buffer_view(self, index: int, what: str) -> np.ndarray | None:
+        """The data of buffer `index`, checking the index."""
+        if not 0 <= index < len(self.buffers):
+            raise self.error(f"{what} refers to buffer {index}, but the model has {len(self.buffers)} buffers")
+        return self.buffers[index]
+
+    # -- operator codes -------------------------------------------------------
+
+    def read_opcodes(self, fb: _FbModel) -> list[tuple[str, int, int, str | None]]:
+        """(opcode name, builtin code, version, custom code) for each operator code."""
+        count = self.check_count(fb.OperatorCodesLength(), 4, "the operator code list")
+        opcodes = []
+        for i in range(count):
+            self.where = f"operator code {i}"
+            code_table = fb.OperatorCodes(i)
+            # Codes above 127 only fit the newer int32 `builtin_code` field; old
+            # files only have the int8 `deprecated_builtin_code`.  The larger of
+            # the two is the real one (the C++ runtime does the same).
+            code = max(code_table.BuiltinCode(), code_table.DeprecatedBuiltinCode())
+            custom = code_table.CustomCode()
+            custom_code = _decode_str(custom) if custom is not None else None
+            name = _OPCODE_NAMES.get(code, f"UNKNOWN_{code}")
+            opcodes.append((name, code, code_table.Version(), custom_code))
+        return opcodes
+
+    # -- subgraphs --------------------------------------------------------------
+
+    def read_subgraph(self, sg: Any, index: int, n_subgraphs: int) -> Subgraph:
+        self.where = f"subgraph {index}"
+        prefix = f"subgraph {index} " if index else ""
+        name = _decode_str(sg.Name())
+
+        n_tensors = self.check_count(sg.TensorsLength(), 4, f"{prefix}tensor list".strip())
+        tensors = tuple(self.read_tensor(sg.Tensors(i), i, prefix) for i in range(n_tensors))
+
+        inputs = _as_int_tuple(sg.InputsAsNumpy())
+        outputs = _as_int_tuple(sg.OutputsAsNumpy())
+        for kind, indices in (("input", inputs), ("output", outputs)):
+            for position, t in enumerate(indices):
+                if not 0 <= t < n_tensors:
+                    raise self.error(
+                        f"{prefix}graph {kind} {position} refers to tensor {t}, but the subgraph has {n_tensors} tensors"
+                    )
+
+        n_ops = self.check_count(sg.OperatorsLength(), 4, f"{prefix}operator list".strip())
+        operators = tuple(self.read_operator(sg.Operators(i), i, prefix, n_tensors) for i in range(n_ops))
+        return Subgraph(index=index, name=name, tensors=tensors, operators=operators, inputs=inputs, outputs=outputs)
+
+    # -- tensors ----------------------------------------------------------------
+
+    def read_tensor(self, t: Any, index: int, prefix: str) -> Tensor:
+        self.where = f"{prefix}tensor {index}"
+        name = _decode_str(t.Name())
+        what = f"{prefix}tensor {index} ({name})"
+
+        type_code = t.Type()
+        type_name = _TYPE_NAMES.get(type_code)
+        if type_name is None or type_name not in _DTYPES:
+            raise self.error(f"{what} has unknown tensor type {type_code}")
+        dtype = _DTYPES[type_name]
+
+        shape = _as_int_tuple(t.ShapeAsNumpy())
+        if any(d < 0 for d in shape):
+            raise self.error(f"{what} has a negative dimension in its shape {shape}")
+        shape_signature = None if t.ShapeSignatureIsNone() else _as_int_tuple(t.ShapeSignatureAsNumpy())
+        if shape_signature is not None and any(d < -1 for d in shape_signature):
+            raise self.error(f"{what} has an invalid shape signature {shape_signature}")
+
+        buffer_index = t.Buffer()
+        is_sparse = t.Sparsity() is not None
+        raw = self.buffer_view(buffer_index, what)
+        data = None if raw is None else self.tensor_data(raw, shape, dtype, type_name, is_sparse, what, buffer_index)
+
+        return Tensor(
+            index=index,
+            name=name,
+            shape=shape,
+            shape_signature=shape_signature,
+            dtype=dtype,
+            type_name=type_name,
+            buffer_index=buffer_index,
+            data=data,
+            quantization=self.read_quantization(t.Quantization(), shape, what),
+            is_variable=bool(t.IsVariable()),
+            is_sparse=is_sparse,
+        )
+
+    def tensor_data(
+        self,
+        raw: np.ndarray,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        type_name: str,
+        is_sparse: bool,
+        what: str,
+        buffer_index: int,
+    ) -> np.ndarray:
+        """View the uint8 buffer `raw` as the tensor's typed, shaped, read-only array."""
+        if type_name in _RAW_TYPES:
+            if type_name == "INT4":
+                needed = (math.prod(shape) + 1) // 2
+                if raw.size != needed:
+                    raise self.error(
+                        f"{what} has {raw.size} bytes of data in buffer {buffer_index}, "
+                        f"but its shape {shape} of packed INT4 needs {needed} bytes"
+                    )
+            return raw
+        if is_sparse:
+            # Sparse constants hold only the stored values, in the tensor's type.
+            return _readonly(raw.view(dtype)) if raw.size % dtype.itemsize == 0 else raw
+        needed = math.prod(shape) * dtype.itemsize
+        if raw.size != needed:
+            raise self.error(
+                f"{what} has {raw.size} bytes of data in buffer {buffer_index}, "
+                f"but its shape {shape} of {type_name} needs {needed} bytes"
+            )
+        # .view() keeps the chain of bases back to the file bytes: zero-copy.
+        return _readonly(raw.view(dtype).reshape(shape))
+
+    def read_quantization(self, q: Any, shape: tuple[int, ...], what: str) -> Quantization | None:
+        """Quantization parameters, or None when there are no scales."""
+        if q is None:
+            return None
+        scales = q.ScaleAsNumpy()
+        if not isinstance(scales, np.ndarray) or scales.size == 0:
+            return None  # min/max only (or nothing): not quantized
+        zero_points = q.ZeroPointAsNumpy()
+        if not isinstance(zero_points, np.ndarray):
+            # The C++ runtime refuses this too.
+            raise self.error(f"{what} has quantization scales but no zero points")
+        if zero_points.size != scales.size:
+            raise self.error(f"{what} has {scales.size} quantization scales but {zero_points.size} zero points")
+        quantized_dimension = q.QuantizedDimension()
+        if scales.size > 1 and not 0 <= quantized_dimension < len(shape):
+            raise self.error(
+                f"{what} is quantized per channel along dimension {quantized_dimension}, "
+                f"but its shape {shape} has rank {len(shape)}"
+            )
+        return Quantization(
+            scales=_readonly(np.array(scales, dtype=np.float32)),
+            zero_points=_readonly(np.array(zero_points, dtype=np.int64)),
+            quantized_dimension=int(quantized_dimension),
+            min=_optional_float_array(q.MinAsNumpy()),
+            max=_optional_float_array(q.MaxAsNumpy()),
+        )
+
+    # -- operators ------------------------------------------------------------
+
+    def read_operator(self, op: Any, index: int, prefix: str, n_tensors: int) -> Operator:
+        self.where = f"{prefix}operator {index}"
+        opcode_index = op.OpcodeIndex()
+        if not 0 <= opcode_index < len(self.opcodes):
+            raise self.error(
+                f"{prefix}operator {index} refers to operator code {opcode_index}, "
+                f"but the model has {len(self.opcodes)} operator codes"
+            )
+        opcode, code, version, custom_code = self.opcodes[opcode_index]
+        what = f"{prefix}operator {index} ({opcode})"
+
+        inputs = _as_int_tuple(op.InputsAsNumpy())
+        outputs = _as_int_tuple(op.OutputsAsNumpy())
+        intermediates = _as_int_tuple(op.IntermediatesAsNumpy())
+        for kind, indices, optional_ok in (
+            ("input", inputs, True),
+            ("output", outputs, True),
+            ("intermediate", intermediates, False),
+        ):
+            for position, t in enumerate(indices):
+                if optional_ok and t == -1:
+                    continue  # an absent optional tensor
+                if not 0 <= t < n_tensors:
+                    raise self.error(
+                        f"{what} {kind} {position} refers to tensor {t}, but the subgraph has {n_tensors} tensors"
+                    )
+
+        return Operator(
+            index=index,
+            opcode=opcode,
+            builtin_code=code,
+            version=version,
+            custom_code=custom_code,
+            inputs=inputs,
+            outputs=outputs,
+            intermediates=intermediates,
+            options=_decode_options(op),
+            custom_options=self.read_custom_options(op, code, what),
+        )
+
+    def read_custom_options(self, op: Any, code: int, what: str) -> bytes | None:
+        """The opaque options blob of custom operators (inline or, for large models, by offset)."""
+        offset = op.LargeCustomOptionsOffset() if hasattr(op, "LargeCustomOptionsOffset") else 0
+        if offset > 1:
+            size = op.LargeCustomOptionsSize()
+            if offset + size > self.size:
+                raise self.error(f"{what} custom options lie beyond the end of the {self.size}-byte file")
+            return bytes(self.buf[offset : offset + size])
+        if op.CustomOptionsIsNone():
+            return None
+        blob = op.CustomOptionsAsNumpy()
+        return blob.tobytes() if isinstance(blob, np.ndarray) else None
+
+    # -- signatures and metadata ---------------------------------------------------
+
+    def read_signatures(self, fb: _FbModel, subgraphs: tuple[Subgraph, ...]) -> tuple[SignatureDef, ...]:
+        count = self.check_count(fb.SignatureDefsLength(), 4, "the signature list")
+        signatures = []
+        for i in range(count):
+            self.where = f"signature {i}"
+            sig = fb.SignatureDefs(i)
+            key = _decode_str(sig.SignatureKey())
+            sg_index = sig.SubgraphIndex()
+            if not 0 <= sg_index < len(subgraphs):
+                raise self.error(
+                    f"signature {key!r} refers to subgraph {sg_index}, but the model has {len(subgraphs)} subgraphs"
+                )
+            n_tensors = len(subgraphs[sg_index].tensors)
+            maps = {}
+            for kind, length, getter in (("input", sig.InputsLength, sig.Inputs), ("output", sig.OutputsLength, sig.Outputs)):
+                entries: dict[str, int] = {}
+                for j in range(self.check_count(length(), 4, f"signature {key!r} {kind} list")):
+                    tensor_map = getter(j)
+                    name = _decode_str(tensor_map.Name())
+                    t = tensor_map.TensorIndex()
+                    if not 0 <= t < n_tensors:
+                        raise self.error(
+                            f"signature {key!r} {kind} {name!r} refers to tensor {t}, "
+                            f"but subgraph {sg_index} has {n_tensors} tensors"
+                        )
+                    entries[name] = t
+                maps[kind] = entries
+            signatures.append(SignatureDef(key=key, subgraph_index=sg_index, inputs=maps["input"], outputs=maps["output"]))
+        return tuple(signatures)
+
+    def read_metadata(self, fb: _FbModel) -> dict[str, bytes]:
+        count = self.check_count(fb.MetadataLength(), 4, "the metadata list")
+        metadata: dict[str, bytes] = {}
+        for i in range(count):
+            self.where = f"metadata entry {i}"
+            entry = fb.Metadata(i)
+            name = _decode_str(entry.Name())
+            view = self.buffer_view(entry.Buffer(), f"metadata {name!r}")
+            metadata[name] = b"" if view is None else view.tobytes()
+        return metadata
+
+
+def _optional_float_array(array: Any) -> np.ndarray | None:
+    """A float32 copy of an optional ``XAsNumpy()`` vector (0 when absent)."""
+    if isinstance(array, np.ndarray) and array.size:
+        return _readonly(np.array(array, dtype=np.float32))
+    return None
+
+
+# --------------------------------------------------------------------------
+# Builtin options, decoded by introspecting the flatc-generated classes
+# --------------------------------------------------------------------------
+
+# Accessor suffixes that are helpers of a vector field, not fields themselves.
+_HELPER_SUFFIXES = ("Length", "AsNumpy", "IsNone")
+
+
+@functools.lru_cache(maxsize=None)
+def _options_class(name: str) -> type | None:
+    """The flatc class `tflite.<name>.<name>` for an options union member."""
+    try:
+        module = importlib.import_module(f"tflite.{name}")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+def _is_vector_helper(name: str, cls: type) -> bool:
+    """True for `XLength`/`XAsNumpy`/`XIsNone` when `X` is a field of `cls`."""
+    for suffix in _HELPER_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in vars(cls):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _option_fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(snake_case name, accessor name, is_vector) for every field of an options class.
+
+    Fields are the public instance methods other than Init and the vector
+    helpers; a method taking an index `j` is a vector field.  The class
+    dictionary keeps definition order, which is the schema's field order.
+    """
+    fields = []
+    for name, member in vars(cls).items():
+        if name.startswith("_") or name == "Init" or not inspect.isfunction(member):
+            continue  # classmethods (GetRootAs...) are not plain functions here
+        if _is_vector_helper(name, cls):
+            continue
+        n_params = len(inspect.signature(member).parameters)
+        if n_params == 1:
+            fields.append((_snake_case(name), name, False))
+        elif n_params == 2:
+            fields.append((_snake_case(name), name, True))
+    return tuple(fields)
+
+
+def _option_value(snake: str, value: Any) -> Any:
+    """Convert one decoded option to a plain Python value."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if snake == "fused_activation_function" and isinstance(value, int):
+        return _ACTIVATION_NAMES.get(value, str(value))
+    return value
+
+
+def _read_option_table(cls: type, table: Any) -> dict:
+    """Call every field accessor of an options table."""
+    obj = cls()
+    obj.Init(table.Bytes, table.Pos)
+    options: dict = {}
+    for snake, accessor, is_vector in _option_fields(cls):
+        if is_vector:
+            as_numpy = getattr(obj, accessor + "AsNumpy", None)
+            if as_numpy is not None:
+                array = as_numpy()
+                value = array.tolist() if isinstance(array, np.ndarray) else []
+            else:  # a vector of tables or strings: element by element
+                length = getattr(obj, accessor + "Length")()
+                value = [getattr(obj, accessor)(j) for j in range(length)]
+            options[snake] = [_option_value(snake, v) for v in value]
+        else:
+            value = getattr(obj, accessor)()
+            if hasattr(value, "_tab"):
+                continue  # a nested table: not part of any options the runtime reads
+            options[snake] = _option_value(snake, value)
+    return options
+
+
+def _decode_options(op: Any) -> dict:
+    """Decode `builtin_options` (and `builtin_options_2`) of an operator into a dict."""
+    unions: list[tuple[Callable[[], int], Callable[[], Any], dict[int, str]]] = [
+        (op.BuiltinOptionsType, op.BuiltinOptions, _OPTIONS_NAMES),
+    ]
+    if hasattr(op, "BuiltinOptions2Type"):
+        unions.append((op.BuiltinOptions2Type, op.BuiltinOptions2, _OPTIONS2_NAMES))
+    options: dict = {}
+    for get_type, get_table, names in unions:
+        type_code = get_type()
+        if type_code == 0:
+            continue  # NONE
+        cls = _options_class(names.get(type_code, ""))
+        table = get_table()
+        if cls is None or table is None:
+            continue  # an options type newer than the installed schema: nothing to decode
+        options.update(_read_option_table(cls, table))
+    return options
+
+
+# --------------------------------------------------------------------------
+# Packed files (the ZIP archive TFLite metadata appends after the FlatBuffer)
+# --------------------------------------------------------------------------
+
+
+class _BufferFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it (BytesIO would copy an mmap)."""
+
+    def __init__(self, buf: Any):
+        super().__init__()
+        self._view = memoryview(buf)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, target: Any) -> int:
+        chunk = self._view[self._pos : self._pos + len(target)]
+        n = len(chunk)
+        memoryview(target).cast("B")[:n] = chunk
+        self._pos += n
+        return n
+
+
+def _read_packed_files(buf: Any, file_size: int) -> dict[str, bytes]:
+    """Files of the ZIP archive appended after the FlatBuffer; {} when there is none or it is corrupt.
+
+    Packed files are informative extras (vocabularies, label lists), so a damaged
+    archive is not an error.  A member is read at most `file_size` bytes: a
+    corrupt or hostile header may declare (or decompress to) a huge size.
+    """
+    try:
+        archive = zipfile.ZipFile(_BufferFile(buf))
+    except Exception:  # noqa: BLE001 - zipfile raises many kinds of errors on garbage
+        return {}
+    files: dict[str, bytes] = {}
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.file_size > file_size:
+                continue
+            try:
+                with archive.open(info) as member:
+                    content = member.read(file_size + 1)
+            except Exception:  # noqa: BLE001 - a damaged member: skip it, keep the others
+                continue
+            if len(content) <= file_size:
+                files[info.filename] = content
+    return files
+

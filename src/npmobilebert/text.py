@@ -1,0 +1,82 @@
+"""Tweets -> model inputs: normalisation and WordPiece tokenisation (the `tokenizers` package).
+
+The vocabulary travels inside the model file (a packed ``vocab.txt``), so a model is
+self-contained. Normalisation, chosen for tweets:
+- URLs become the token ``http`` (their text carries no polarity and wastes sequence length);
+- @mentions become ``@user`` (as in TweetEval; names are not evidence of polarity);
+- HTML entities left by the Twitter API (``&amp;`` ...) are unescaped;
+- runs of whitespace collapse to one space.
+Lower-casing and accent stripping are BERT-uncased's own (done by the tokenizer).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+_URL = re.compile(r"(https?://\S+|www\.\S+)", re.IGNORECASE)
+_MENTION = re.compile(r"@\w+")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_tweet(text: str) -> str:
+    text = html.unescape(text)
+    text = _URL.sub("http", text)
+    text = _MENTION.sub("@user", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass
+class Encoded:
+    input_ids: np.ndarray        # int32 [1, seq_len]
+    attention_mask: np.ndarray   # int32 [1, seq_len]
+    token_type_ids: np.ndarray   # int32 [1, seq_len]
+    tokens: list[str]
+    truncated: bool
+
+
+class Tokenizer:
+    """BERT uncased WordPiece with ``[CLS] ... [SEP]`` and padding to the model's length."""
+
+    def __init__(self, vocab_text: str, seq_len: int):
+        from tokenizers import BertWordPieceTokenizer
+
+        vocab = {}
+        for line in vocab_text.splitlines():
+            token = line.rstrip("\r\n")
+            if token and token not in vocab:
+                vocab[token] = len(vocab)
+        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
+            if special not in vocab:
+                raise InputError(f"the vocabulary has no {special} token")
+        self.vocab = vocab
+        self.seq_len = seq_len
+        self._tok = BertWordPieceTokenizer(vocab, lowercase=True, strip_accents=True,
+                                           clean_text=True, handle_chinese_chars=True)
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def encode(self, text: str, warn: bool = True) -> Encoded:
+        if not isinstance(text, str):
+            raise InputError("text must be a string")
+        enc = self._tok.encode(normalize_tweet(text))   # adds [CLS] ... [SEP]
+        ids, tokens = list(enc.ids), list(enc.tokens)
+        truncated = len(ids) > self.seq_len
+        if truncated:
+            if warn:
+                warnings.warn(f"text of {len(ids)} tokens truncated to the model's {self.seq_len}",
+                              stacklevel=2)
+            ids = ids[: self.seq_len - 1] + [self.vocab["[SEP]"]]
+            tokens = tokens[: self.seq_len - 1] + ["[SEP]"]
+        n = len(ids)
+        input_ids = np.full((1, self.seq_len), self.vocab["[PAD]"], dtype=np.int32)
+        input_ids[0, :n] = ids
+        mask = np.zeros((1, self.seq_len), dtype=np.int32)
+        mask[0, :n] = 1
+        return Encoded(input_ids, mask, np.zeros((1, self.seq_len), dtype=np.int32), tokens, truncated)

@@ -1,0 +1,112 @@
+"""Cross-check the NumPy interpreter against LiteRT on the same inputs, tensor by tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .compare import Comparison, compare_runs
+from .interpreter import Interpreter
+from .model import Model
+
+
+@dataclass
+class VerifyReport:
+    model_path: str
+    against: str
+    runtime: str
+    inputs: int = 0
+    comparison: Comparison = field(default_factory=Comparison)
+    outputs_identical: int = 0       # inputs whose final outputs were identical
+    labels_agree: int = 0            # inputs whose output argmax agreed
+    first_input: int | None = None   # which input showed the first divergence
+
+    @property
+    def identical(self) -> bool:
+        return self.comparison.compared > 0 and self.comparison.identical == self.comparison.compared
+
+    def to_json(self, model: Model) -> dict:
+        c = self.comparison
+        first = c.first_divergence
+        return {
+            "model": self.model_path, "against": self.against, "runtime": self.runtime,
+            "inputs": self.inputs, "tensors_compared": c.compared, "tensors_identical": c.identical,
+            "identical": self.identical, "outputs_identical": self.outputs_identical,
+            "labels_agree": self.labels_agree, "max_diff_by_op": c.max_diff_by_op,
+            "first_divergence": None if first is None else {
+                "input": self.first_input, "tensor": first.name, "tensor_index": first.index,
+                "op_index": first.op_index, "op_type": first.op_type, "mismatched": first.mismatched,
+                "size": first.size, "max_diff": first.max_diff,
+                "op_inputs": describe_op_inputs(model, first.op_index)},
+            "missing_in_runtime": c.missing,
+        }
+
+
+def describe_op_inputs(model: Model, op_index: int) -> list[dict]:
+    if op_index < 0:
+        return []
+    out = []
+    for i in model.operators[op_index].inputs:
+        if i < 0:
+            continue
+        t = model.tensors[i]
+        q = t.quantization
+        out.append({"tensor": t.name, "dtype": t.type_name, "shape": list(t.shape),
+                    "constant": t.data is not None,
+                    "scale": None if q is None else (q.scales.tolist() if len(q.scales) <= 4
+                                                     else f"{len(q.scales)} per-channel scales"),
+                    "zero_point": None if q is None else (q.zero_points.tolist() if len(q.zero_points) <= 4
+                                                          else f"{len(q.zero_points)} values")})
+    return out
+
+
+def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against: str,
+           progress=None) -> VerifyReport:
+    """Run both engines on every input set and fold the comparisons into one report."""
+    from .runtime import runtime_name
+
+    report = VerifyReport(model.path or "<bytes>", against, runtime_name())
+    for k, arrays in enumerate(inputs_list):
+        ours = interpreter.run_all(arrays)
+        theirs = runner.run_all(arrays)
+        cmp = compare_runs(model, ours, theirs)
+        if cmp.diffs and report.first_input is None:
+            report.first_input = k
+        report.comparison.merge(cmp)
+        report.inputs += 1
+        outs_equal = all(np.array_equal(ours[i], theirs[i]) for i in model.outputs if i in theirs)
+        report.outputs_identical += int(outs_equal)
+        report.labels_agree += int(all(
+            np.array_equal(np.argmax(ours[i], axis=-1), np.argmax(theirs[i], axis=-1))
+            for i in model.outputs if i in theirs))
+        if progress is not None:
+            progress(k + 1)
+    return report
+
+
+def format_report(report: VerifyReport, model: Model) -> str:
+    c = report.comparison
+    lines = [f"verify {report.model_path} against LiteRT '{report.against}' resolver ({report.runtime})",
+             f"inputs: {report.inputs}",
+             f"tensors compared: {c.compared}, identical: {c.identical}"
+             f" ({100.0 * c.identical / max(c.compared, 1):.2f}%)",
+             f"final outputs identical: {report.outputs_identical}/{report.inputs}, "
+             f"labels agree: {report.labels_agree}/{report.inputs}"]
+    if c.missing:
+        lines.append(f"tensors the runtime did not expose: {len(c.missing)}")
+    lines.append("largest difference per op type (LSB for integer tensors, ULP for float):")
+    for op_type, d in sorted(c.max_diff_by_op.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {op_type:<20} {d}")
+    first = c.first_divergence
+    if first is None:
+        lines.append("every tensor is identical" if report.identical else "nothing was compared")
+    else:
+        lines.append(f"first divergence (input {report.first_input}): op {first.op_index} {first.op_type}"
+                     f" -> tensor {first.index} '{first.name}' ({first.dtype}):"
+                     f" {first.mismatched}/{first.size} values differ, max {first.max_diff}")
+        for d in describe_op_inputs(model, first.op_index):
+            kind = "const" if d["constant"] else "act"
+            lines.append(f"    input {d['tensor']} {d['dtype']} {d['shape']} {kind}"
+                         f" scale {d['scale']} zero_point {d['zero_point']}")
+    return "\n".join(lines)
