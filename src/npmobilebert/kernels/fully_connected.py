@@ -79,11 +79,13 @@ def _prepare_float(ctx: OpContext) -> PreparedOp:
     w_t = ctx.inputs[1]
     bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     units, depth = w_t.shape[0], w_t.shape[-1]
-    weights_t = np.ascontiguousarray(w_t.data.reshape(units, depth).T)
+    # weights are constant, or (float16 models) the output of a DEQUANTIZE op
+    constant_weights = None if w_t.data is None else np.ascontiguousarray(w_t.data.reshape(units, depth).T)
     activation = ctx.options.get("fused_activation_function")
 
     def run(inputs):
         x = inputs[0]
+        weights_t = constant_weights if constant_weights is not None else inputs[1].reshape(units, depth).T
         out = x.reshape(-1, depth) @ weights_t
         if bias_t is not None:
             out = out + inputs[2]

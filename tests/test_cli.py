@@ -1,0 +1,111 @@
+"""The command line as a user runs it: a real subprocess, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = str(FIXTURES / "tiny_int8.tflite")
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "npmobilebert.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_verify_identical_exits_0(tmp_path):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    out = tmp_path / "report.json"
+    r = cli("verify", "-m", TINY, "--random", "2", "--text", "great phone, awful battery",
+            "--ids", "101 7 8 102", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "every tensor is identical" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["inputs"] == 4
+    assert report["tensors_compared"] == report["tensors_identical"] > 0
+    assert report["first_divergence"] is None
+
+
+def test_verify_names_the_first_divergent_tensor():
+    """Flip one bit of one intermediate in LiteRT's run: verify must name that tensor and op."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.inputs import InputMaker
+    from npmobilebert.interpreter import Interpreter
+    from npmobilebert.model import load_model
+    from npmobilebert.runtime import LiteRTRunner
+    from npmobilebert.verify import verify
+
+    model = load_model(TINY)
+    target_op = [op for op in model.operators if op.opcode == "SOFTMAX"][1]
+    target = target_op.outputs[0]
+
+    class FlipOneBit:
+        def __init__(self):
+            self.inner = LiteRTRunner(TINY, resolver="ref")
+
+        def run_all(self, arrays):
+            values = self.inner.run_all(arrays)
+            values[target] = values[target].copy()
+            values[target].reshape(-1)[3] ^= 1
+            return values
+
+    arrays = [InputMaker(model).random(np.random.default_rng(0)).arrays]
+    report = verify(model, Interpreter(model), FlipOneBit(), arrays, "ref")
+    first = report.comparison.first_divergence
+    assert not report.identical
+    assert (first.index, first.op_index, first.op_type) == (target, target_op.index, "SOFTMAX")
+    assert first.mismatched == 1 and first.max_diff == 1
+
+
+def test_verify_against_default_reports_agreement(tmp_path):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    r = cli("verify", "-m", TINY, "--against", "default", "--random", "3", "--json",
+            str(tmp_path / "r.json"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["against"] == "default" and report["tensors_compared"] > 0
+    assert r.returncode == (0 if report["labels_agree"] == report["inputs"] else 1)
+
+
+def test_run_trace_levels_and_save(tmp_path):
+    save = tmp_path / "trace.npz"
+    r1 = cli("run", "-m", TINY, "-t", "the bank was helpful")
+    r3 = cli("run", "-m", TINY, "-ttt", "--save", str(save), "the bank was helpful")
+    assert r1.returncode == 0 and r3.returncode == 0, r1.stderr + r3.stderr
+    from npmobilebert.model import load_model
+    model = load_model(TINY)
+    op_lines = [line for line in r1.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert len(op_lines) == sum(len(op.outputs) for op in model.operators)
+    assert "FULLY_CONNECTED" in r1.stdout and "SOFTMAX" in r1.stdout
+    assert "mirrors:" in r3.stdout and "params:" in r3.stdout and "mirrors:" not in r1.stdout
+    assert "label:" in r1.stdout
+    saved = np.load(save)
+    produced = {model.tensors[i].name for op in model.operators for i in op.outputs}
+    assert produced <= set(saved.files)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["info", "-m", "/nonexistent/model.tflite"], "error:"),
+    (["info", "-m", __file__], "not a TFLite model"),
+    (["run", "-m", TINY], "give either TEXT or --ids"),
+    (["run", "-m", TINY, "--ids", "101 abc"], "--ids takes whole numbers"),
+    (["run", "-m", TINY, "--ids", "101 99999999 102"], "outside the vocabulary"),
+    (["verify", "-m", TINY, "--random", "0"], "nothing to compare"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_info_json():
+    r = cli("info", "-m", TINY, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert "FULLY_CONNECTED" in json.dumps(data)

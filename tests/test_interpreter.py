@@ -1,0 +1,132 @@
+"""Whole models converted by the real TFLite converter: every tensor against LiteRT BUILTIN_REF."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npmobilebert.compare import compare_runs
+from npmobilebert.errors import InputError, UnsupportedOpError
+from npmobilebert.inputs import InputMaker
+from npmobilebert.interpreter import Interpreter
+from npmobilebert.model import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_TWEETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tweeteval" / "val.tsv"
+INTEGER_FIXTURES = ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite"]
+
+
+def _runner(path):
+    from npmobilebert.runtime import LiteRTRunner
+    pytest.importorskip("ai_edge_litert.interpreter")
+    return LiteRTRunner(str(path), resolver="ref")
+
+
+def _tweets(n: int) -> list[str]:
+    """A few real tweets from ../shared (never committed); none where the data is absent."""
+    if not SHARED_TWEETS.exists():
+        return []
+    with open(SHARED_TWEETS, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [r["text"] for r in rows[:n]]
+
+
+def _assert_all_identical(model, interp, runner, arrays, label):
+    ours = interp.run_all(arrays)
+    theirs = runner.run_all(arrays)
+    cmp = compare_runs(model, ours, theirs)
+    first = cmp.first_divergence
+    assert first is None, (f"{label}: op {first.op_index} {first.op_type} tensor '{first.name}' "
+                           f"differs in {first.mismatched}/{first.size} values (max {first.max_diff} LSB)")
+    assert not cmp.missing, f"{label}: LiteRT did not expose {cmp.missing[:3]}"
+    # every activation of the graph was compared (constants are not run)
+    produced = {i for op in model.operators for i in op.outputs}
+    assert cmp.compared == len(produced | set(model.inputs))
+    for i in model.outputs:
+        np.testing.assert_array_equal(ours[i], theirs[i])
+
+
+@pytest.mark.parametrize("name", INTEGER_FIXTURES)
+def test_every_tensor_identical_random_inputs(name):
+    model = load_model(FIXTURES / name)
+    interp, runner = Interpreter(model), _runner(FIXTURES / name)
+    maker = InputMaker(model)
+    rng = np.random.default_rng(1234)
+    for k in range(12):
+        _assert_all_identical(model, interp, runner, maker.random(rng).arrays, f"{name} random input {k}")
+
+
+@pytest.mark.parametrize("name", INTEGER_FIXTURES)
+def test_every_tensor_identical_texts(name):
+    model = load_model(FIXTURES / name)
+    interp, runner = Interpreter(model), _runner(FIXTURES / name)
+    maker = InputMaker(model)
+    texts = ["", "the service was great and the staff were friendly",
+             "@user worst bank ever!!! http://t.co/xyz #fail", "ÉMOJI 🙂 çà et là, 北京"] + _tweets(8)
+    for text in texts:
+        _assert_all_identical(model, interp, runner, maker.from_text(text).arrays, repr(text[:30]))
+
+
+@pytest.mark.parametrize("name", ["tiny_float32.tflite", "tiny_float16.tflite"])
+def test_float_models_within_tolerance(name):
+    """Float kernels sum in a different order than LiteRT's (BLAS vs. a plain loop), so float
+    tensors may differ by rounding: we allow 1e-5 of the tensor's largest magnitude, i.e. about
+    80 float32 epsilons -- a depth-512 dot product accumulates at most ~depth/2 half-ULP
+    rounding errors, far below this -- and require the same output argmax."""
+    model = load_model(FIXTURES / name)
+    interp, runner = Interpreter(model), _runner(FIXTURES / name)
+    maker = InputMaker(model)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        arrays = maker.random(rng).arrays
+        ours, theirs = interp.run_all(arrays), runner.run_all(arrays)
+        for i, value in ours.items():
+            ref = theirs[i]
+            if np.issubdtype(value.dtype, np.floating):
+                bound = 1e-5 * max(float(np.abs(ref).max()), 1e-30)
+                assert float(np.abs(value.astype(np.float64) - ref).max()) <= bound, model.tensors[i].name
+            else:
+                np.testing.assert_array_equal(value, ref)
+        for i in model.outputs:
+            assert np.argmax(ours[i]) == np.argmax(theirs[i])
+
+
+def test_inputs_are_checked():
+    model = load_model(FIXTURES / "tiny_int8.tflite")
+    interp = Interpreter(model)
+    good = InputMaker(model).random(np.random.default_rng(0)).arrays
+    with pytest.raises(InputError, match="takes 3 inputs"):
+        interp.run(good[:2])
+    with pytest.raises(InputError, match="shape"):
+        interp.run([good[0][:, :4], good[1], good[2]])
+    with pytest.raises(InputError, match="FLOAT32|INT32"):
+        interp.run([good[0].astype(np.float32), good[1], good[2]])
+    by_name = {t.name: a for t, a in zip(interp.input_tensors, good)}
+    np.testing.assert_array_equal(interp.run(by_name)[0], interp.run(good)[0])
+
+
+def test_out_of_vocabulary_ids_are_an_input_error():
+    model = load_model(FIXTURES / "tiny_int8.tflite")
+    maker = InputMaker(model)
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        maker.from_ids([101, maker.vocab_size, 102])
+    arrays = maker.from_ids([101, 5, 102]).arrays
+    ids_index = maker.roles.index("ids")
+    arrays[ids_index] = arrays[ids_index].copy()
+    arrays[ids_index][0, 1] = 10**6          # bypass InputMaker: the GATHER kernel still refuses
+    with pytest.raises(InputError, match="GATHER"):
+        Interpreter(model).run(arrays)
+
+
+def test_unsupported_op_is_named():
+    """An op the interpreter lacks is a clear error naming op, version and index."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from opmodels import single_op_model, tensor
+
+    blob = single_op_model("FLOOR", [tensor("x", [4], "float32")], [tensor("y", [4], "float32")])
+    with pytest.raises(UnsupportedOpError, match=r"operator 0 \(FLOOR v1"):
+        Interpreter(load_model(blob))
