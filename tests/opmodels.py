@@ -303,6 +303,13 @@ def single_op_model(opcode, inputs: Sequence[TensorSpec | None], outputs: Sequen
 
 # --------------------------------------------------------------------------------------------------
 # Op versions, as tflite/converter/tools/versioning/op_version.cc assigns them (the cases we use).
+#
+# Checked against TF 2.21's converter: int8 and dynamic-range models carry exactly these versions
+# (e.g. FULLY_CONNECTED 4 int8, 12 hybrid per-channel, 5 hybrid per-tensor with keep_num_dims;
+# BATCH_MATMUL 4 hybrid).  Its 16x8 post-training quantizer, however, writes the int8 versions for
+# int16 ops (ADD/SUB/MUL/SOFTMAX/TANH/LOGISTIC/BATCH_MATMUL 2, FULLY_CONNECTED 4 even with
+# quantized_bias_type INT64).  LiteRT's kernels do not read the version, the resolvers only check
+# that it is registered, so either numbering runs the same arithmetic.
 
 def converter_version(o: OpSpec) -> int:
     B = BuiltinOperator

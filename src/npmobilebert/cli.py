@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError, NpMobileBertError
 
-DEFAULT_MODEL_NAME = "mobilebert_tweets_int8.tflite"
+DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
 
 
 def default_model_path() -> Path:
@@ -30,6 +30,23 @@ def default_model_path() -> Path:
 def _load(model_path: str | None):
     from .model import load_model
     return load_model(str(model_path) if model_path else str(default_model_path()))
+
+
+def read_texts(path: str, limit: int | None = None) -> list[str]:
+    """Texts from a TSV with a header holding a 'text' column, or from a plain file, one a line."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+            f.seek(0)
+            if "\t" in first and "text" in first.rstrip("\n").split("\t"):
+                texts = [row["text"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+            else:
+                texts = [line.rstrip("\n") for line in f if line.strip()]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    return texts[:limit] if limit else texts
 
 
 def _parse_ids(text: str) -> list[int]:
@@ -110,9 +127,12 @@ def run(model_path, text, ids_text, trace_level, save_path):
               help="Compare on N random inputs (default 5 when no --text/--ids is given).")
 @click.option("--text", "texts", multiple=True, help="A text to compare on (repeatable).")
 @click.option("--ids", "ids_list", multiple=True, help="Token ids to compare on (repeatable).")
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
+              help="Texts to compare on: a TSV with a 'text' column, or one text per line.")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-def verify(model_path, against, n_random, texts, ids_list, seed, json_path):
+def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, seed, json_path):
     """Compare every tensor of the NumPy interpreter with LiteRT on the same inputs.
 
     Exit 0 when every tensor is identical (against 'ref'), or when every label agrees (against
@@ -126,6 +146,7 @@ def verify(model_path, against, n_random, texts, ids_list, seed, json_path):
 
     model = _load(model_path)
     maker = InputMaker(model)
+    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
     inputs = [maker.from_text(t).arrays for t in texts]
     inputs += [maker.from_ids(_parse_ids(s)).arrays for s in ids_list]
     if n_random is None:

@@ -156,7 +156,8 @@ class LiteRTRunner:
         else:
             inputs = list(inputs)
         if len(inputs) != len(details):
-            raise _InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), got {len(inputs)}")
+            raise _InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
+                              f"got {len(inputs)}")
         bound = []
         for value, d in zip(inputs, details):
             arr = np.asarray(value)
