@@ -109,3 +109,11 @@ def test_info_json():
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert "FULLY_CONNECTED" in json.dumps(data)
+
+
+def test_readme_main_job_on_the_default_model():
+    """`npmobilebert run --trace "..."` with no -m uses models/mobilebert_int8.tflite."""
+    r = cli("run", "--trace", "Just switched banks and the new one is so much better",
+            cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    assert "FULLY_CONNECTED" in r.stdout and "label:" in r.stdout

@@ -130,3 +130,14 @@ def test_unsupported_op_is_named():
     blob = single_op_model("FLOOR", [tensor("x", [4], "float32")], [tensor("y", [4], "float32")])
     with pytest.raises(UnsupportedOpError, match=r"operator 0 \(FLOOR v1"):
         Interpreter(load_model(blob))
+
+
+def test_shipped_default_model_identical():
+    """The model in models/ (the README's main job) agrees with LiteRT on every tensor."""
+    path = Path(__file__).resolve().parents[1] / "models" / "mobilebert_int8.tflite"
+    model = load_model(path)
+    interp, runner, maker = Interpreter(model), _runner(path), InputMaker(model)
+    texts = ["Just switched banks and the new one is so much better"] + _tweets(3)
+    for text in texts:
+        _assert_all_identical(model, interp, runner, maker.from_text(text).arrays, repr(text[:30]))
+    _assert_all_identical(model, interp, runner, maker.random(np.random.default_rng(5)).arrays, "random")

@@ -168,8 +168,15 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     sys.exit(0 if ok else 1)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
 def entry():
     """Console entry point: package errors are one line and exit 2."""
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:

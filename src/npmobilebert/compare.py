@@ -24,18 +24,25 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(ia - ib)
 
 
-def tensor_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
-    """(how many elements differ, largest difference in LSB or ULP)."""
+def tensor_difference(a: np.ndarray, b: np.ndarray, step: float | None = None) -> tuple[int, int]:
+    """(how many elements are not bit-identical, the largest difference in LSB or ULP).
+
+    Integers differ in LSB, floats in ULP. ``step``: for a float tensor that holds dequantized
+    integers (a DEQUANTIZE output), the difference is counted in steps of the quantized input --
+    a ULP distance there (e.g. across zero) would mean nothing.
+    """
     if a.shape != b.shape:
         return a.size, -1
     if np.issubdtype(a.dtype, np.floating):
-        both_nan = np.isnan(a) & np.isnan(b)
-        d = np.where(both_nan, 0, ulp_distance(a, b))
-    elif a.dtype == np.bool_:
-        d = (a != b).astype(np.int64)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if step:
+            d = np.rint(np.abs(a.astype(np.float64) - b.astype(np.float64)) / step)
+        else:
+            d = np.where(same, 0, ulp_distance(a, b))
     else:
         d = np.abs(a.astype(np.int64) - b.astype(np.int64))
-    return int(np.count_nonzero(d)), int(d.max()) if d.size else 0
+        same = d == 0
+    return int(np.count_nonzero(~same)), int(d.max()) if d.size else 0
 
 
 @dataclass
@@ -71,6 +78,13 @@ class Comparison:
         self.missing.extend(m for m in other.missing if m not in self.missing)
 
 
+def _dequantize_step(model: Model, op) -> float | None:
+    if op is None or op.opcode != "DEQUANTIZE":
+        return None
+    q = model.tensors[op.inputs[0]].quantization
+    return float(q.scales.min()) if q is not None else None
+
+
 def compare_runs(model: Model, ours: dict[int, np.ndarray], theirs: dict[int, np.ndarray]) -> Comparison:
     """Compare every tensor our run produced with the other run's value, in execution order."""
     writer = {}
@@ -89,7 +103,8 @@ def compare_runs(model: Model, ours: dict[int, np.ndarray], theirs: dict[int, np
         if index not in theirs:
             result.missing.append(t.name)
             continue
-        mismatched, max_diff = tensor_difference(ours[index], np.asarray(theirs[index]))
+        mismatched, max_diff = tensor_difference(ours[index], np.asarray(theirs[index]),
+                                                 _dequantize_step(model, op))
         result.compared += 1
         per_op[op_type] = max(per_op[op_type], max_diff if max_diff >= 0 else 2**31)
         if mismatched == 0:

@@ -36,11 +36,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import errors
-from .errors import NpMobileBertError
-
-# Bad inputs raise the package's input error where it exists (a subclass of NpMobileBertError).
-_InputError = getattr(errors, "InputError", NpMobileBertError)
+from .errors import InputError, NpMobileBertError
 
 RESOLVERS = ("ref", "builtin", "default")
 
@@ -151,12 +147,12 @@ class LiteRTRunner:
             unknown = sorted(set(inputs) - set(names))
             missing = [n for n in names if n not in inputs]
             if unknown or missing:
-                raise _InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
+                raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
             inputs = [inputs[n] for n in names]
         else:
             inputs = list(inputs)
         if len(inputs) != len(details):
-            raise _InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
+            raise InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
                               f"got {len(inputs)}")
         bound = []
         for value, d in zip(inputs, details):
@@ -166,7 +162,7 @@ class LiteRTRunner:
                 arr = self._cast(arr, want, d["name"])
             shape = tuple(int(s) for s in d["shape"])
             if arr.shape != shape:
-                raise _InputError(f"input '{d['name']}': expected shape {list(shape)}, got {list(arr.shape)}")
+                raise InputError(f"input '{d['name']}': expected shape {list(shape)}, got {list(arr.shape)}")
             bound.append(np.array(arr, order="C", copy=True))  # keeps 0-d arrays 0-d
         return bound
 
@@ -180,9 +176,9 @@ class LiteRTRunner:
             info = np.iinfo(want)
             if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
                 return arr.astype(want)
-            raise _InputError(f"input '{name}': values outside the {want.name} range "
+            raise InputError(f"input '{name}': values outside the {want.name} range "
                               f"[{info.min}, {info.max}]")
-        raise _InputError(f"input '{name}': expected dtype {want.name}, got {arr.dtype.name}")
+        raise InputError(f"input '{name}': expected dtype {want.name}, got {arr.dtype.name}")
 
     # -- running -----------------------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ def format_report(report: VerifyReport, model: Model) -> str:
              f"labels agree: {report.labels_agree}/{report.inputs}"]
     if c.missing:
         lines.append(f"tensors the runtime did not expose: {len(c.missing)}")
-    lines.append("largest difference per op type (LSB for integer tensors, ULP for float):")
+    lines.append("largest difference per op type (LSB for integer tensors and DEQUANTIZE outputs, ULP for float):")
     for op_type, d in sorted(c.max_diff_by_op.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {op_type:<20} {d}")
     first = c.first_divergence
