@@ -284,3 +284,214 @@ def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
                           * (1 << (total_signed_bits - input_integer_bits))
                           / (1 << input_left_shift))
     return int(math.floor(max_input_rescaled))
+
+
+# ----------------------------------------------------------------------------------------------
+# Inverse square root   [common.h GetInvSqrtQuantizedMultiplierExp]
+# ----------------------------------------------------------------------------------------------
+
+def inv_sqrt_quantized_multiplier_exp(x, reverse_shift: int = -1):
+    """GetInvSqrtQuantizedMultiplierExp: 1/sqrt(x) of positive int32 values -> (multiplier, shift).
+
+    Newton-Raphson in gemmlowp Q3.28 (x_{n+1} = 1.5 x - x/2 * x^3, five rounds from x = 1), then a
+    factor sqrt(2)/2 in Q0.31. ``x <= 1`` returns (int32 max, 0), as the C++ special-cases it.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    small = x <= 1
+    value = np.where(small, 2, x)
+    shift = np.full(value.shape, 11, dtype=np.int64)
+    # while (input >= 1 << 29) { input /= 4; ++shift; }
+    while np.any(value >= (1 << 29)):
+        big = value >= (1 << 29)
+        value = np.where(big, value // 4, value)
+        shift = shift + big
+    max_left_shift_bit_pairs = (count_leading_zeros_u32(value) - 1) // 2
+    left_shift_bit_pairs = max_left_shift_bit_pairs - 1
+    shift = shift - left_shift_bit_pairs
+    value = value << (2 * left_shift_bit_pairs)                    # in [2**27, 2**29)
+    fixed_input = value >> 1                                        # F3 raw
+    half_input = saturating_rounding_multiply_by_pot(fixed_input, -1)
+    half_three = (1 << 28) + (1 << 27)                              # 1.5 in Q3.28
+    est = np.full(value.shape, 1 << 28, dtype=np.int64)            # F3::One()
+    for _ in range(5):
+        # x*x*x is Q9.22 (F3*F3 -> F6, F6*F3 -> F9); Rescale<3> is a saturating << 6
+        x3 = saturating_rounding_multiply_by_pot(fixed_mul(fixed_mul(est, est), est), 6)
+        # F3*F3 -> F6; the difference wraps as int32; Rescale<3> from F6 is a saturating << 3
+        diff = wrap_int32(fixed_mul(half_three, est) - fixed_mul(half_input, x3))
+        est = saturating_rounding_multiply_by_pot(diff, 3)
+    est = fixed_mul(est, 1518500250)                                # * sqrt(2)/2 (Q0.31)
+    # a negative shift is folded into the multiplier (an int32 shift: it may wrap)
+    est = np.where(shift < 0, wrap_int32(est << np.maximum(-shift, 0)), est)
+    shift = np.maximum(shift, 0) * reverse_shift
+    return (np.where(small, INT32_MAX, est).astype(np.int64),
+            np.where(small, 0, shift).astype(np.int64))
+
+
+def checked_log2(x: float) -> tuple[bool, int]:
+    """CheckedLog2 (quantization_util.cc): float32 log(x) / log(2); (is a power of two, rounded log2)."""
+    x_log2 = np.float32(np.log(np.float32(x))) * (np.float32(1.0) / np.float32(np.log(np.float32(2.0))))
+    rounded = np.float32(round_half_away(np.float32(x_log2)))
+    return bool(abs(np.float32(x_log2 - rounded)) < np.float32(1e-3)), int(rounded)
+
+
+# ----------------------------------------------------------------------------------------------
+# int16 lookup tables   [common.h LUTPopulateInt16, LUTLookup]
+# ----------------------------------------------------------------------------------------------
+
+LUT_INT16_STEPS = 512
+
+
+def lut_populate_int16(transform, input_scale, input_zero_point: int, output_scale,
+                       output_zero_point: int, float_type=np.float32) -> np.ndarray:
+    """LUTPopulateInt16<FloatT>: 513 int16 samples of ``transform`` over the int16 input range.
+
+    Every quantity is computed in ``float_type``: float32 for the float overload (RSQRT int16),
+    float64 for the deprecated double overload that int16 SOFTMAX still uses. ``transform`` maps an array of
+    ``float_type`` to the same. Each sample is biased by half the error that linear interpolation
+    makes at the midpoint of its interval, as the C++ does.
+    """
+    ft = float_type
+    qmin, qmax = -32768, 32767
+    input_min = ft(input_scale) * ft(qmin - input_zero_point)
+    input_max = ft(input_scale) * ft(qmax - input_zero_point)
+    output_min = ft(output_scale) * ft(qmin - output_zero_point)
+    output_max = ft(output_scale) * ft(qmax - output_zero_point)
+    step = ft((input_max - input_min) / ft(LUT_INT16_STEPS))
+    half_step = ft(step / ft(2))
+    scaling_inv = ft(ft(qmax - qmin + 1) / ft(output_max - output_min))
+
+    i = np.arange(LUT_INT16_STEPS).astype(ft)
+    x = (input_min + i * step).astype(ft)
+    val = np.asarray(transform(x), dtype=ft)
+    val_mid = np.asarray(transform((input_min + i * step + half_step).astype(ft)), dtype=ft)
+    val_next = np.asarray(transform((input_min + (i + ft(1)) * step).astype(ft)), dtype=ft)
+
+    sample = round_half_away((val * scaling_inv).astype(ft))
+    mid_interp = round_half_away(((val_next * scaling_inv + sample) / ft(2)).astype(ft))
+    mid_exact = round_half_away((val_mid * scaling_inv).astype(ft))
+    bias = round_half_away(((mid_interp - mid_exact) / ft(2)).astype(ft))
+    table = np.empty(LUT_INT16_STEPS + 1, dtype=np.int16)
+    table[:-1] = np.clip(sample - bias, qmin, qmax).astype(np.int16)
+    last = round_half_away((np.asarray(transform(np.array([input_max], dtype=ft)), dtype=ft)
+                            * scaling_inv).astype(ft))
+    table[-1] = np.int16(np.clip(last[0], qmin, qmax))
+    return table
+
+
+def lut_lookup_int16(values, lut: np.ndarray) -> np.ndarray:
+    """LUTLookup(int16): the top 9 bits index the table, the low 7 interpolate to the next entry."""
+    v = np.asarray(values, dtype=np.int64)
+    index = 256 + (v >> 7)
+    offset = v & 0x7F
+    base = lut.astype(np.int64)[index]
+    slope = lut.astype(np.int16)[index + 1].astype(np.int64) - base
+    slope = ((slope + (1 << 15)) & 0xFFFF) - (1 << 15)             # stored in an int16
+    delta = (slope * offset + 64) >> 7
+    return (((base + delta) + (1 << 15)) & 0xFFFF) - (1 << 15)      # static_cast<int16_t>
+
+
+# Table of sigmoid(i/24) in 0.16 format, 256 entries (common.h sigmoid_table_uint16). It is data,
+# not a formula: a rounded 65536 / (1 + exp(-i/24)) differs from it in 44 entries.
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498,
+    40149, 40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255,
+    46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865,
+    52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174,
+    56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544, 58800, 59048, 59288,
+    59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279, 61441,
+    61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886,
+    62990, 63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835,
+    63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450,
+    64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845,
+    64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097,
+    65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425,
+    65429, 65433, 65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465,
+    65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508,
+    65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516, 65517, 65517, 65518,
+    65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524, 65525,
+    65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529,
+    65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531,
+    65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533,
+    65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65535], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# On-the-fly input quantization of the hybrid kernels   [neon_tensor_utils.cc]
+#
+# LiteRT's x86 build defines USE_NEON through NEON_2_SSE (neon_check.h: GCC with SSE4.1), so
+# tensor_utils::{Symmetric,Asymmetric}QuantizeFloats are the *Neon* versions, not the portable
+# ones: they differ in how the range and scale are computed and in their rounding.
+# ----------------------------------------------------------------------------------------------
+
+NEON_FLOATS_PER_LOOP = 8   # 2 * kFloatValuesPerNeonVector: the vector loop's stride
+
+
+def neon_round_to_nearest(x):
+    """RoundToNearest without ARMv8 (neon_tensor_utils.cc): trunc(x + (x < 0 ? -0.5f : 0.5f)),
+    the addition in float32. Unlike round() it can round up a value just below .5 whose sum
+    with 0.5 rounds to the next integer."""
+    x = np.asarray(x, dtype=np.float32)
+    half = np.where(x < 0, np.float32(-0.5), np.float32(0.5)).astype(np.float32)
+    return np.trunc((x + half).astype(np.float32)).astype(np.int64)
+
+
+def _neon_round_rows(scaled: np.ndarray) -> np.ndarray:
+    """The Neon quantizers round the first ``size & ~7`` values of a row in the vector loop
+    (RoundToNearest) and the rest in the scalar postamble (TfLiteRound)."""
+    n = scaled.shape[-1]
+    vector_end = n - n % NEON_FLOATS_PER_LOOP
+    head = neon_round_to_nearest(scaled[..., :vector_end])
+    tail = round_half_away(scaled[..., vector_end:]).astype(np.int64)
+    return np.concatenate([head, tail], axis=-1)
+
+
+def symmetric_quantize_floats(rows: np.ndarray):
+    """NeonSymmetricQuantizeFloats, one row per batch: [..., n] float32 ->
+    (int8 values as int64 [..., n], float32 scaling factors [...]).
+
+    range = max(|min|, |max|); factor = range / 127 and its inverse 127 / range in float32;
+    q = round(x * inverse) clamped to +-127. An all-zero row gets factor 1 and zeros.
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    value_range = np.maximum(np.abs(rows.min(axis=-1)), np.abs(rows.max(axis=-1)))   # [...]
+    zero = value_range == 0
+    safe_range = np.where(zero, np.float32(1), value_range)
+    factor = np.where(zero, np.float32(1), safe_range / np.float32(127)).astype(np.float32)
+    inverse = (np.float32(127) / safe_range).astype(np.float32)
+    q = _neon_round_rows((rows * inverse[..., None]).astype(np.float32))
+    q = np.where(zero[..., None], 0, np.clip(q, -127, 127))
+    return q, factor
+
+
+def asymmetric_quantize_floats(rows: np.ndarray):
+    """NeonAsymmetricQuantizeFloats, one row per batch: [..., n] float32 ->
+    (int8 values as int64 [..., n], float32 scaling factors [...], int32 offsets [...]).
+
+    NeonMinMax starts from 0, so the range always holds zero. The scale is
+    (rmax - rmin) / 255 with the subtraction in *float32* and the division in double; the zero
+    point comes from whichever end has the smaller error (in double) and is nudged into
+    [-128, 127] with round(); q = round(x * (1.0 / factor)) + offset, clamped to [-128, 127].
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    rmin = np.minimum(np.float32(0), rows.min(axis=-1))
+    rmax = np.maximum(np.float32(0), rows.max(axis=-1))
+    flat = rmin == rmax
+    scale = np.where(flat, 1.0, (rmax - rmin).astype(np.float32).astype(np.float64) / 255.0)
+    rmin64, rmax64 = rmin.astype(np.float64), rmax.astype(np.float64)
+    zp_from_min = -128.0 - rmin64 / scale
+    zp_from_max = 127.0 - rmax64 / scale
+    err_min = 128.0 + np.abs(rmin64 / scale)
+    err_max = 127.0 + np.abs(rmax64 / scale)
+    zp = np.where(err_min < err_max, zp_from_min, zp_from_max)
+    nudged = np.where(zp <= -128.0, -128.0, np.where(zp >= 127.0, 127.0, round_half_away(zp)))
+    offset = np.where(flat, 0, nudged).astype(np.int64)
+    factor = np.where(flat, np.float32(1), scale.astype(np.float32)).astype(np.float32)
+    # 1.0 / factor in double, stored as float (equal to the float32 quotient)
+    inverse = (1.0 / factor.astype(np.float64)).astype(np.float32)
+    q = _neon_round_rows((rows * inverse[..., None]).astype(np.float32)) + offset[..., None]
+    q = np.where(flat[..., None], 0, np.clip(q, -128, 127))
+    return q, factor, offset

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (importing registers the kernels)
     elementwise,
     fully_connected,
     quantize,
+    reduce,
     shape_ops,
     softmax,
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -140,3 +143,52 @@ def exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     overflow -- TFLite DCHECKs that). Returns int64.
     """
     return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
+
+
+def sequential_float_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 ``a @ b`` summed as TFLite's reference float kernels do: one product at a time,
+    in depth order, each product and each sum rounded to float32 (no FMA, no pairwise sums).
+
+    BLAS reorders the sum and so differs in the last bits; this loop over the depth keeps the
+    reference order while staying vectorised over the other dims.   [..., m, k] @ [..., k, n]
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    total = np.zeros(shape, dtype=np.float32)
+    for k in range(a.shape[-1]):
+        total += a[..., :, k:k + 1] * b[..., k:k + 1, :]
+    return total
+
+
+@functools.lru_cache(maxsize=None)
+def _libm_float_function(name: str):
+    """The C math library's ``float name(float)`` through ctypes, or None where it cannot be
+    loaded. LiteRT's kernels call exactly these (std::exp(float) is expf, std::tanh(float) is
+    tanhf; libpywrap_litert_common.so imports expf@GLIBC_2.27 and tanhf from libm.so.6)."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        func = getattr(libm, name)
+    except (OSError, AttributeError):
+        return None
+    func.restype = ctypes.c_float
+    func.argtypes = [ctypes.c_float]
+    return np.frompyfunc(func, 1, 1)
+
+
+_LIBM_NAMES = {np.exp: "expf", np.tanh: "tanhf"}
+
+
+def float32_of_exact(func, x: np.ndarray) -> np.ndarray:
+    """``func`` (np.exp or np.tanh) of a float32 array as the C library's expf/tanhf computes it.
+
+    glibc's expf/tanhf are not correctly rounded (expf is within ~0.5 ULP): the float64 value
+    rounded once to float32 differs from them in rare cases, enough to break bit-exactness of
+    float SOFTMAX on whole models. So we call libm itself, element by element (ctypes: about a
+    microsecond each), and fall back to float64-and-round only where no libm can be loaded.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    libm_func = _libm_float_function(_LIBM_NAMES[func]) if func in _LIBM_NAMES else None
+    if libm_func is None or x.size == 0:
+        return func(x.astype(np.float64)).astype(np.float32)
+    return np.asarray(libm_func(x), dtype=np.float32).reshape(x.shape)

@@ -1,10 +1,16 @@
 """BATCH_MATMUL.
 
-Mirrors ``tflite/kernels/batch_matmul.cc`` (Prepare, EvalInt8Int8, EvalInt16) and
+Mirrors ``tflite/kernels/batch_matmul.cc`` (Prepare, EvalInt8Int8, EvalInt16, EvalHybrid) and
 ``tflite/kernels/internal/reference/batch_matmul.h``. Unlike FULLY_CONNECTED, the integer path
 still requantizes with a fixed-point (multiplier, shift) pair, whose real multiplier is
 ``double(float(lhs_scale * rhs_scale)) / double(out_scale)`` (GetQuantizedConvolutionMultipler
 without bias: the scale product is taken in float32).
+
+The hybrid path (float lhs, constant int8 rhs) quantizes every lhs row on the fly, as the hybrid
+FULLY_CONNECTED does, and scales the int32 products back to float32. Its reference kernel looks
+up the per-row scaling factors, offsets and weight row sums with a per-dimension stride (see
+``_hybrid_batch_index``), which is only the flat index when at most one batch dim is not 1:
+we reproduce that indexing, not the intended one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import numpy as np
 from ..fixedpoint import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_int64,
                           quantize_multiplier)
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul, register,
-                   scale_of, zero_point_of)
+                   scale_of, sequential_float_matmul, zero_point_of)
+from .fully_connected import hybrid_weight_scales, quantize_rows
 
 
 def _orient(ctx: OpContext):
@@ -38,9 +45,12 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
 
     if lhs_t.dtype == np.float32 and rhs_t.dtype == np.float32:
         def run_float(inputs):
-            out = np.matmul(lhs_of(inputs[0]), rhs_of(inputs[1])).astype(np.float32)
+            out = sequential_float_matmul(lhs_of(inputs[0]), rhs_of(inputs[1]))
             return [out.reshape(out_shape)]
         return PreparedOp(ctx, run_float, {}, "tflite/kernels/internal/reference/batch_matmul.h (float)")
+
+    if lhs_t.dtype == np.float32 and rhs_t.dtype == np.int8 and out_t.dtype == np.float32:
+        return _prepare_hybrid(ctx)
 
     if lhs_t.dtype not in (np.int8, np.int16) or rhs_t.dtype != lhs_t.dtype:
         raise ctx.unsupported("this dtype combination is not supported yet")
@@ -66,3 +76,97 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     params = {"real_multiplier": real_multiplier, "multiplier": multiplier, "shift": shift,
               "lhs_offset": lhs_offset, "rhs_offset": rhs_offset, "output_offset": out_zp}
     return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/batch_matmul.h (int8/int16)")
+
+
+def _extend5(shape) -> tuple[int, ...]:
+    """RuntimeShape::ExtendedShape(5, shape): leading ones up to rank 5."""
+    return (1,) * (5 - len(shape)) + tuple(shape)
+
+
+def _hybrid_batch_index(own: tuple[int, ...], out_batch: tuple[int, ...], stride: int) -> np.ndarray:
+    """reference_ops::BatchMatMul (hybrid): the offset of an output batch (b0, b1, b2) into the
+    per-row arrays of one operand is ``sum(b_i * (stride if own dim i != 1 else 0))`` -- the
+    ``ioff_ext`` / ``woff_ext`` strides are the row count for every dim, not the dim's extent.
+    own: the operand's three extended batch dims; returns an int array of shape out_batch."""
+    grids = np.meshgrid(*[np.arange(n) for n in out_batch], indexing="ij")
+    index = np.zeros(out_batch, dtype=np.int64)
+    for grid, dim in zip(grids, own):
+        if dim != 1:
+            index = index + grid * stride
+    return index
+
+
+def _compressed_shapes(lhs_shape, rhs_shape, adj_x: bool):
+    """batch_matmul.cc Eval: with rhs [..., 1, X, Y] and lhs [..., Q, R, S] (ranks > 2, no
+    adj_x) the lhs is viewed as [..., Q*R, S] and the rhs as [..., X, Y]. It changes the batch
+    dims, hence the hybrid kernel's indexing."""
+    lhs_shape, rhs_shape = list(lhs_shape), list(rhs_shape)
+    if not adj_x and len(lhs_shape) > 2 and len(rhs_shape) > 2 and rhs_shape[-3] == 1:
+        lhs_shape = lhs_shape[:-3] + [lhs_shape[-3] * lhs_shape[-2], lhs_shape[-1]]
+        rhs_shape = rhs_shape[:-3] + rhs_shape[-2:]
+    return tuple(lhs_shape), tuple(rhs_shape)
+
+
+def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
+    """float32 x int8 -> float32: batch_matmul.cc EvalHybrid + reference_ops::BatchMatMul
+    (the overload with scaling factors)."""
+    lhs_t, rhs_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    if rhs_t.data is None:
+        raise ctx.unsupported("a hybrid BATCH_MATMUL needs constant int8 weights")
+    adj_x, adj_y = bool(ctx.options.get("adj_x")), bool(ctx.options.get("adj_y"))
+    asymmetric = bool(ctx.options.get("asymmetric_quantize_inputs"))
+    per_channel, tensor_scale = hybrid_weight_scales(ctx, rhs_t)
+    out_shape = tuple(out_t.shape)
+
+    lhs_shape, rhs_shape = _compressed_shapes(lhs_t.shape, rhs_t.shape, adj_x)
+    # the weights as the kernel reads them: [..., cols, depth] (transposed unless adj_y)
+    weights = rhs_t.data.reshape(rhs_shape).astype(np.int64)
+    if not adj_y:
+        weights = np.swapaxes(weights, -1, -2)
+    cols, depth = weights.shape[-2], weights.shape[-1]
+    w_ext = _extend5(weights.shape)
+    if asymmetric and w_ext[0] != 1:
+        # row sums are computed for extended dims 1-2 only; dim 0's would be uninitialised memory
+        raise ctx.unsupported("hybrid BATCH_MATMUL with asymmetric inputs and 5-D weights")
+    # ReductionSumVector over the weight rows of extended dims 1 and 2: [w1 * w2 * cols]
+    row_sums = weights.reshape(-1, depth)[:w_ext[1] * w_ext[2] * cols].sum(axis=1)
+    if per_channel is not None and len(per_channel) < cols:
+        raise ctx.unsupported("per-channel weight scales shorter than the output columns")
+
+    def run(inputs):
+        lhs = inputs[0].reshape(lhs_shape)
+        if adj_x:
+            lhs = np.swapaxes(lhs, -1, -2)                          # TransposeRowsColumns
+        rows = lhs.shape[-2]                                        # [..., rows, depth]
+        l_ext = _extend5(lhs.shape)
+        q, factors, offsets = quantize_rows(lhs.reshape(-1, depth), asymmetric)
+        if per_channel is None:
+            factors = (factors * tensor_scale).astype(np.float32)  # scaling_factors[b] *= scale
+        out_batch = tuple(max(a, b) for a, b in zip(l_ext[:3], w_ext[:3]))
+        # exact int32 dot products, broadcast over the batch dims: [*out_batch, rows, cols]
+        total = exact_int_matmul(q.reshape(l_ext), np.swapaxes(weights.reshape(w_ext), -1, -2))
+        total = np.broadcast_to(total, out_batch + (rows, cols))
+        row = _hybrid_batch_index(l_ext[:3], out_batch, rows)[..., None] + np.arange(rows)
+        batch_factor = factors[row][..., None]                       # [*out_batch, rows, 1]
+        # total -= row_sum * batch_offset: float32 arithmetic (the offset is a float), truncated
+        # back to int32 -- done for symmetric inputs too, where the offset is 0
+        correction = np.float32(0)
+        if asymmetric:
+            col = _hybrid_batch_index(w_ext[:3], out_batch, cols)[..., None] + np.arange(cols)
+            batch_offset = offsets[row].astype(np.float32)[..., None]
+            correction = row_sums[col][..., None, :].astype(np.float32) * batch_offset
+        total = np.trunc((total.astype(np.float32) - correction).astype(np.float32)).astype(np.int64)
+        scale = batch_factor
+        if per_channel is not None:
+            scale = (batch_factor * per_channel[:cols]).astype(np.float32)
+        # out_ptr[idx] += scale * total, on an output filled with 0.0f
+        out = (np.float32(0) + (scale * total.astype(np.float32)).astype(np.float32))
+        return [out.astype(np.float32).reshape(out_shape)]
+
+    params = {"asymmetric_quantize_inputs": asymmetric, "per_channel": per_channel is not None,
+              "weights_scale": per_channel if per_channel is not None else tensor_scale,
+              "row_sums": row_sums}
+    return PreparedOp(ctx, run, params,
+                      "tflite/kernels/batch_matmul.cc EvalHybrid + "
+                      "neon_tensor_utils.cc (Symmetric/AsymmetricQuantizeFloats) + "
+                      "reference/batch_matmul.h BatchMatMul (hybrid overload)")

@@ -1,19 +1,27 @@
 """FULLY_CONNECTED.
 
-Mirrors ``tflite/kernels/fully_connected.cc`` (Prepare, EvalQuantized, EvalFloat) and, for the
-reference resolver, ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``. Since
-2025 the reference integer kernels requantize in double precision:
+Mirrors ``tflite/kernels/fully_connected.cc`` (Prepare, EvalQuantized, EvalFloat,
+EvalHybridDense) and, for the reference resolver,
+``tflite/kernels/internal/reference/integer_ops/fully_connected.h``. Since 2025 the reference
+integer kernels requantize in double precision:
 ``acc_scaled = (int32) round((double) acc * (double) in_scale * filter_scale / out_scale)``
 instead of the (multiplier, shift) fixed-point pair that the optimized kernels still use.
+
+The hybrid path (float input, int8 weights: dynamic-range models) quantizes each input row on
+the fly (``BatchQuantizeFloats``), takes exact int32 dot products with the weights and scales
+them back to float32 (``MatrixBatchVectorMultiplyAccumulate``), on top of the bias. On x86
+LiteRT's tensor_utils are the SSE ones for the product and the NEON_2_SSE-emulated Neon ones for
+the quantization (see fixedpoint.py): the latter round differently from the portable code.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..fixedpoint import requantize_double
+from ..fixedpoint import asymmetric_quantize_floats, requantize_double, symmetric_quantize_floats
 from .base import (OpContext, PreparedOp, activation_range, clamp_cast, exact_int_matmul,
-                   float_activation, register, scale_of, zero_point_of)
+                   float_activation, register, scale_of, sequential_float_matmul,
+                   zero_point_of)
 
 RULE = "tflite/kernels/internal/reference/integer_ops/fully_connected.h (double requantization)"
 
@@ -34,6 +42,8 @@ def prepare_fully_connected(ctx: OpContext) -> PreparedOp:
         return _prepare_integer(ctx)
     if x.dtype == np.float32 and w.dtype == np.float32:
         return _prepare_float(ctx)
+    if x.dtype == np.float32 and w.dtype == np.int8 and ctx.outputs[0].dtype == np.float32:
+        return _prepare_hybrid(ctx)
     raise ctx.unsupported("this dtype combination is not supported yet")
 
 
@@ -86,10 +96,85 @@ def _prepare_float(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         x = inputs[0]
         weights_t = constant_weights if constant_weights is not None else inputs[1].reshape(units, depth).T
-        out = x.reshape(-1, depth) @ weights_t
+        out = sequential_float_matmul(x.reshape(-1, depth), weights_t)
         if bias_t is not None:
             out = out + inputs[2]
-        out = float_activation(out.astype(np.float32), activation)
+        out = float_activation(out, activation)
         return [out.reshape(_output_shape(ctx, x, units))]
 
     return PreparedOp(ctx, run, {}, "tflite/kernels/internal/reference/fully_connected.h (float)")
+
+
+def quantize_rows(rows: np.ndarray, asymmetric: bool):
+    """BatchQuantizeFloats (portable_tensor_utils.h): each row [..., depth] quantized on its own
+    by tensor_utils::{Symmetric,Asymmetric}QuantizeFloats.
+
+    Returns int8 values (as int64), float32 scaling factors [...] and int32 offsets [...] (zero
+    for the symmetric scheme). Shared by the hybrid FULLY_CONNECTED and BATCH_MATMUL kernels.
+    """
+    if asymmetric:
+        return asymmetric_quantize_floats(rows)
+    q, factors = symmetric_quantize_floats(rows)
+    return q, factors, np.zeros(factors.shape, dtype=np.int64)
+
+
+def hybrid_weight_scales(ctx: OpContext, w_t) -> tuple[np.ndarray | None, np.float32]:
+    """VerifyPerChannelQuantization: more than one scale is per-channel (returned as a float32
+    array), otherwise the single float32 scale is folded into every row's scaling factor."""
+    q = w_t.quantization
+    if q is None:
+        raise ctx.unsupported("hybrid weights without quantization parameters")
+    if np.any(q.zero_points != 0):
+        raise ctx.unsupported("hybrid weights with a non-zero zero point")
+    scales = q.scales.astype(np.float32)
+    if len(scales) > 1:
+        return scales, np.float32(1)
+    return None, scales[0]
+
+
+def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
+    """float32 x int8 -> float32: fully_connected.cc EvalHybridDense. The int32 products are
+    exact whichever tensor_utils variant computes them; the float part is
+    ``result = bias + float(dot) * (row factor [* channel scale])``, one rounding per step."""
+    w_t = ctx.inputs[1]
+    bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    units, depth = w_t.shape[0], w_t.shape[-1]
+    asymmetric = bool(ctx.options.get("asymmetric_quantize_inputs"))
+    activation = ctx.options.get("fused_activation_function")
+    per_channel, tensor_scale = hybrid_weight_scales(ctx, w_t)
+    if w_t.data is None:
+        raise ctx.unsupported("hybrid weights that are not constant")
+    weights = w_t.data.reshape(units, depth).astype(np.int64)
+    weights_t = weights.T                                           # [depth, units]
+    row_sums = weights.sum(axis=1)                                  # ReductionSumVector, [units]
+
+    def run(inputs):
+        x = inputs[0]
+        rows = x.reshape(-1, depth)                                 # [batches, depth]
+        # Output = a copy of the bias per batch (VectorBatchVectorAssign) or zeros
+        base = np.zeros((rows.shape[0], units), dtype=np.float32)
+        if bias_t is not None:
+            base[...] = inputs[2]
+        if not np.any(rows != 0):
+            # IsZeroVector over the whole input: the kernel skips the product entirely
+            out = base
+        else:
+            q, factors, offsets = quantize_rows(rows, asymmetric)
+            if per_channel is None:
+                factors = (factors * tensor_scale).astype(np.float32)   # scaling_factors[b] *= scale
+                scale = np.broadcast_to(factors[:, None], base.shape)
+            else:
+                scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
+            # int32 dot products, minus row_sums[row] * input_offset[batch] (asymmetric inputs)
+            dot = exact_int_matmul(q, weights_t) - row_sums[None, :] * offsets[:, None]
+            out = (base + dot.astype(np.float32) * scale).astype(np.float32)
+        out = float_activation(out, activation)                     # ApplyActivationToVector
+        return [out.reshape(_output_shape(ctx, x, units))]
+
+    params = {"asymmetric_quantize_inputs": asymmetric, "per_channel": per_channel is not None,
+              "weights_scale": per_channel if per_channel is not None else tensor_scale,
+              "row_sums": row_sums}
+    return PreparedOp(ctx, run, params,
+                      "tflite/kernels/fully_connected.cc EvalHybridDense + "
+                      "neon_tensor_utils.cc (Symmetric/AsymmetricQuantizeFloats) + "
+                      "sse_tensor_utils.cc MatrixBatchVectorMultiplyAccumulate")

@@ -3,8 +3,8 @@ PAD / PADV2, CONCATENATION, EXPAND_DIMS, SQUEEZE.
 
 Quantized tensors pass through unchanged: TFLite requires (and the converter emits) the same
 scale and zero point on input and output of these ops; CONCATENATION int8 has no rescaling path
-(concatenation.cc rejects mismatched scales). Shapes come from the model's output tensors, which
-are static for the models this project runs.
+(concatenation.cc rejects mismatched scales) and int16 copies raw values whatever the scales.
+Shapes come from the model's output tensors, which are static for the models this project runs.
 """
 
 from __future__ import annotations
@@ -119,11 +119,20 @@ def prepare_concatenation(ctx: OpContext) -> PreparedOp:
     activation = ctx.options.get("fused_activation_function", "NONE")
     if activation not in ("NONE", None):
         raise ctx.unsupported("a fused activation on CONCATENATION is not supported")
-    out_q = ctx.outputs[0].quantization
+    out_t = ctx.outputs[0]
+    out_q = out_t.quantization
     for t in ctx.inputs:
-        if out_q is not None and t.quantization is not None and (
-                t.quantization.scales[0] != out_q.scales[0]
-                or t.quantization.zero_points[0] != out_q.zero_points[0]):
+        if out_q is None or t.quantization is None:
+            continue
+        same_zero_point = t.quantization.zero_points[0] == out_q.zero_points[0]
+        same_scale = t.quantization.scales[0] == out_q.scales[0]
+        if out_t.dtype == np.int16:
+            # concatenation.cc Prepare only demands zero points of 0 for int16; Eval then copies
+            # the raw values (reference_ops::Concatenation, no ConcatenationWithScaling): an input
+            # with another scale is *not* rescaled. We copy raw values too, to stay bit-exact.
+            if not same_zero_point:
+                raise ctx.unsupported("int16 inputs with a non-zero zero point")
+        elif not (same_scale and same_zero_point):
             raise ctx.unsupported("inputs whose quantization differs from the output's")
 
     def run(inputs):

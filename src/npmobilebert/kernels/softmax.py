@@ -4,14 +4,21 @@ int8 mirrors ``tflite/kernels/activations.cc`` SoftmaxPrepare (kReference branch
 ``tflite/kernels/internal/reference/softmax.h``: the input difference to the row maximum is
 scaled into Q5.26 by a fixed-point multiplier, exp() is gemmlowp's ``exp_on_negative_values``,
 the sum is accumulated in Q12.19 and inverted by ``GetReciprocal`` (Newton-Raphson).
+
+int16 mirrors SoftmaxPrepare's int16 branch and ``reference_ops::SoftmaxInt16``: two 513-entry
+int16 tables (exp on [-10, 0] and 1/(1+x) on [0, 1], built by the double LUTPopulate) replace
+the fixed-point exp and reciprocal.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import fixedpoint as fp
-from .base import OpContext, PreparedOp, clamp_cast, dtype_limits, register, scale_of
+from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, float32_of_exact, register,
+                   scale_of)
 
 SCALED_DIFF_INTEGER_BITS = 5     # exp() input is Q5.26
 ACCUMULATION_INTEGER_BITS = 12   # sum of exps is Q12.19
@@ -25,6 +32,8 @@ def prepare_softmax(ctx: OpContext) -> PreparedOp:
         return _prepare_float(ctx, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _prepare_int8(ctx, beta)
+    if x_t.dtype == np.int16 and out_t.dtype == np.int16:
+        return _prepare_int16(ctx, beta)
     raise ctx.unsupported("this dtype combination is not supported yet")
 
 
@@ -56,9 +65,60 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
     return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/softmax.h (int8)")
 
 
+INT16_RANGE = 65535   # int16 max - int16 min
+
+
+def _libm(func):
+    """Apply a scalar libm function (math.exp is the C library's exp, as std::exp(double) is)
+    to every element: NumPy's vectorised exp may differ from it in the last bit."""
+    return lambda values: np.array([func(float(v)) for v in values], dtype=np.float64)
+
+
+def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
+    """SoftmaxPrepare (int16): exp on [-10, 0] and 1 / (1 + x) on [0, 1], both into [-1, 1],
+    with the deprecated double LUTPopulate (as the C++ does, "for backward compatibility")."""
+    exp_lut = fp.lut_populate_int16(_libm(math.exp), 10.0 / INT16_RANGE, 32767,
+                                    2.0 / INT16_RANGE, 0, np.float64)
+    recip_lut = fp.lut_populate_int16(lambda v: 1.0 / (1.0 + v), 1.0 / INT16_RANGE, -32768,
+                                      2.0 / INT16_RANGE, 0, np.float64)
+    return exp_lut, recip_lut
+
+
+def _prepare_int16(ctx: OpContext, beta: float) -> PreparedOp:
+    x_t = ctx.inputs[0]
+    exp_lut, recip_lut = softmax_int16_luts()
+    # input_scale * beta is a float32 product; / (10 / 65535) maps [-65535, 0] onto [-10, 0]
+    real = float(np.float32(scale_of(x_t) * np.float32(beta))) / (10.0 / 65535.0)
+    multiplier, shift = fp.quantize_multiplier(real)
+
+    def run(inputs):
+        x = inputs[0].astype(np.int64)
+        diff = x - x.max(axis=-1, keepdims=True)                       # [..., depth], <= 0
+        # SoftMaxCalculateExp: rescale, recentre to [-32768, 32767], exp LUT -> Q0.15
+        scaled = fp.multiply_by_quantized_multiplier(diff, multiplier, shift)
+        exps = fp.lut_lookup_int16(np.clip(scaled + 32767, -32768, 32767), exp_lut)
+        sum_of_exps = exps.sum(axis=-1, keepdims=True)                  # Q16.15, int32
+        headroom_plus_one = fp.count_leading_zeros_u32(sum_of_exps)
+        # normalise the sum to [1, 2) in Q1.14 ... recentred from [0, 65535] for the 1/(1+x) LUT
+        shifted_sum = ((sum_of_exps << (headroom_plus_one - 1)) + (1 << 13)) >> 14
+        sym_shifted_sum = np.clip(shifted_sum - ((1 << 15) + (1 << 16)), -32768, 32767)
+        reciprocal = fp.lut_lookup_int16(sym_shifted_sum, recip_lut)   # Q0.15
+        right_shift = 31 - headroom_plus_one
+        result = (exps * reciprocal + (np.int64(1) << (right_shift - 1))) >> right_shift
+        return [np.clip(result, 0, 32767).astype(np.int16)]
+
+    params = {"input_multiplier": multiplier, "input_left_shift": shift,
+              "exp_lut": exp_lut, "one_over_one_plus_x_lut": recip_lut}
+    return PreparedOp(ctx, run, params,
+                      "tflite/kernels/internal/reference/softmax.h SoftmaxInt16 "
+                      "(LUTs: common.h LUTPopulateInt16<double>)")
+
+
 def _prepare_float(ctx: OpContext, beta: float) -> PreparedOp:
+    # reference_ops::Softmax (float): expf of (x - max) * beta, a running float32 sum, a division
     def run(inputs):
         x = inputs[0]
-        e = np.exp((x - x.max(axis=-1, keepdims=True)) * np.float32(beta))
-        return [(e / e.sum(axis=-1, keepdims=True)).astype(np.float32)]
+        e = float32_of_exact(np.exp, (x - x.max(axis=-1, keepdims=True)) * np.float32(beta))
+        running = np.add.accumulate(e, axis=-1, dtype=np.float32)   # sequential, like the C loop
+        return [e / running[..., -1:]]
     return PreparedOp(ctx, run, {"beta": beta}, "tflite/kernels/internal/reference/softmax.h (float)")
