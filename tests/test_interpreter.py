@@ -16,7 +16,10 @@ from npmobilebert.model import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_TWEETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tweeteval" / "val.tsv"
-INTEGER_FIXTURES = ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite"]
+# every quantization scheme the converter makes: int8 (per-channel and per-tensor FC weights),
+# dynamic-range, 16x8, float32 and float16 weights -- all bit-identical, float ones included
+FIXTURES_ALL = ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite", "tiny_dynamic.tflite",
+                "tiny_16x8.tflite", "tiny_float32.tflite", "tiny_float16.tflite"]
 
 
 def _runner(path):
@@ -49,7 +52,7 @@ def _assert_all_identical(model, interp, runner, arrays, label):
         np.testing.assert_array_equal(ours[i], theirs[i])
 
 
-@pytest.mark.parametrize("name", INTEGER_FIXTURES)
+@pytest.mark.parametrize("name", FIXTURES_ALL)
 def test_every_tensor_identical_random_inputs(name):
     model = load_model(FIXTURES / name)
     interp, runner = Interpreter(model), _runner(FIXTURES / name)
@@ -59,39 +62,15 @@ def test_every_tensor_identical_random_inputs(name):
         _assert_all_identical(model, interp, runner, maker.random(rng).arrays, f"{name} random input {k}")
 
 
-@pytest.mark.parametrize("name", INTEGER_FIXTURES)
+@pytest.mark.parametrize("name", FIXTURES_ALL)
 def test_every_tensor_identical_texts(name):
     model = load_model(FIXTURES / name)
     interp, runner = Interpreter(model), _runner(FIXTURES / name)
     maker = InputMaker(model)
-    texts = ["", "the service was great and the staff were friendly",
+    texts = ["the service was great and the staff were friendly",
              "@user worst bank ever!!! http://t.co/xyz #fail", "ÉMOJI 🙂 çà et là, 北京"] + _tweets(8)
     for text in texts:
         _assert_all_identical(model, interp, runner, maker.from_text(text).arrays, repr(text[:30]))
-
-
-@pytest.mark.parametrize("name", ["tiny_float32.tflite", "tiny_float16.tflite"])
-def test_float_models_within_tolerance(name):
-    """Float kernels sum in a different order than LiteRT's (BLAS vs. a plain loop), so float
-    tensors may differ by rounding: we allow 1e-5 of the tensor's largest magnitude, i.e. about
-    80 float32 epsilons -- a depth-512 dot product accumulates at most ~depth/2 half-ULP
-    rounding errors, far below this -- and require the same output argmax."""
-    model = load_model(FIXTURES / name)
-    interp, runner = Interpreter(model), _runner(FIXTURES / name)
-    maker = InputMaker(model)
-    rng = np.random.default_rng(7)
-    for _ in range(4):
-        arrays = maker.random(rng).arrays
-        ours, theirs = interp.run_all(arrays), runner.run_all(arrays)
-        for i, value in ours.items():
-            ref = theirs[i]
-            if np.issubdtype(value.dtype, np.floating):
-                bound = 1e-5 * max(float(np.abs(ref).max()), 1e-30)
-                assert float(np.abs(value.astype(np.float64) - ref).max()) <= bound, model.tensors[i].name
-            else:
-                np.testing.assert_array_equal(value, ref)
-        for i in model.outputs:
-            assert np.argmax(ours[i]) == np.argmax(theirs[i])
 
 
 def test_inputs_are_checked():

@@ -261,8 +261,11 @@ def multiply_by_quantized_multiplier_int64(x, multiplier, shift):
 
 
 def requantize_double(acc, effective_scale):
-    """The 2025 reference FULLY_CONNECTED requantization: ``(int32) round((double) acc * scale)``."""
-    return round_half_away(np.asarray(acc, dtype=np.float64) * effective_scale).astype(np.int64)
+    """The 2025 reference FULLY_CONNECTED requantization: ``(int32) round((double) acc * scale)``.
+
+    ``acc`` holds exact integers (any int or float dtype); the result is float64 integers.
+    """
+    return round_half_away(np.asarray(acc, dtype=np.float64) * effective_scale)
 
 
 # ----------------------------------------------------------------------------------------------

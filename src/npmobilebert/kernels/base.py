@@ -134,15 +134,29 @@ def clamp_cast(values, lo: int, hi: int, dtype) -> np.ndarray:
     return np.clip(values, lo, hi).astype(dtype)
 
 
-def exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer matmul ``a @ b`` (any batch dims), exact, through float64 BLAS.
+def gemm_float_type(depth: int, max_abs_a: int, max_abs_b: int):
+    """The narrowest float type whose BLAS matmul of integer operands is exact.
 
-    Every product of int8/int16 operands (offsets applied) is below 2**25 in magnitude and the
-    depths we meet are far below 2**28, so every partial sum is an integer below 2**53 and float64
-    represents it exactly: the result equals the C++ integer accumulation (which assumes no int32
-    overflow -- TFLite DCHECKs that). Returns int64.
+    Every partial sum of ``a @ b`` is an integer of magnitude at most depth * max|a| * max|b|.
+    Below 2**24 float32 represents all of them exactly (so any summation order, FMA included,
+    gives the exact integer), below 2**53 float64 does. The bound is known from the dtypes and
+    zero points when the model is prepared, so the choice is made once per op.
     """
-    return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
+    bound = int(depth) * int(max_abs_a) * int(max_abs_b)
+    if bound < 2**24:
+        return np.float32
+    if bound < 2**53:
+        return np.float64
+    raise UnsupportedOpError(f"an integer product of depth {depth} could exceed 2**53")
+
+
+def exact_int_matmul(a: np.ndarray, b: np.ndarray, float_type=np.float64) -> np.ndarray:
+    """Integer matmul ``a @ b`` (any batch dims), exact through float BLAS; returns int64.
+
+    Equals the C++ integer accumulation (which assumes no int32 overflow: TFLite DCHECKs it)
+    whenever ``float_type`` comes from gemm_float_type for these operands.
+    """
+    return np.matmul(a.astype(float_type), b.astype(float_type)).astype(np.int64)
 
 
 def sequential_float_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..fixedpoint import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_int64,
                           quantize_multiplier)
-from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul, register,
+from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
+                   gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
 from .fully_connected import hybrid_weight_scales, quantize_rows
 
@@ -66,10 +67,16 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     requantize = (multiply_by_quantized_multiplier_int64 if lhs_t.dtype == np.int16
                   else multiply_by_quantized_multiplier)
 
+    depth = lhs_t.shape[-2] if ctx.options.get("adj_x") else lhs_t.shape[-1]
+    qmin, qmax = dtype_limits(lhs_t.dtype)
+    gemm_type = gemm_float_type(depth, max(abs(qmin + lhs_offset), abs(qmax + lhs_offset)),
+                                max(abs(qmin + rhs_offset), abs(qmax + rhs_offset)))
+
     def run(inputs):
-        lhs = lhs_of(inputs[0].astype(np.int64) + lhs_offset)
-        rhs = rhs_of(inputs[1].astype(np.int64) + rhs_offset)
-        acc = exact_int_matmul(lhs, rhs)                     # [..., rows, cols]
+        # offsets applied in the GEMM's float type: exact, the values are small integers
+        lhs = lhs_of(inputs[0].astype(gemm_type) + gemm_type(lhs_offset))
+        rhs = rhs_of(inputs[1].astype(gemm_type) + gemm_type(rhs_offset))
+        acc = exact_int_matmul(lhs, rhs, gemm_type)          # [..., rows, cols]
         out = requantize(acc, multiplier, shift) + out_zp
         return [clamp_cast(out, lo, hi, out_t.dtype).reshape(out_shape)]
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import asymmetric_quantize_floats, requantize_double, symmetric_quantize_floats
-from .base import (OpContext, PreparedOp, activation_range, clamp_cast, exact_int_matmul,
+from .base import (OpContext, PreparedOp, activation_range, clamp_cast, dtype_limits,
+                   exact_int_matmul, gemm_float_type,
                    float_activation, register, scale_of, sequential_float_matmul,
                    zero_point_of)
 
@@ -63,19 +64,23 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     effective_scale = (np.float64(scale_of(x_t)) * w_scales.astype(np.float64)
                        / np.float64(scale_of(out_t)))
     lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
-    weights_t = (w_t.data.reshape(units, depth).astype(np.int64) + w_offset).T  # [depth, units]
-    bias = None
+    weights = w_t.data.reshape(units, depth).astype(np.int64) + w_offset     # [units, depth]
+    # sum((x + x_off) * w) = x @ w + x_off * sum(w): fold the input offset into the bias once
+    folded_bias = x_offset * weights.sum(axis=1)
     if bias_t is not None:
         if bias_t.data is None:
             raise ctx.unsupported("a non-constant bias is not supported")
-        bias = bias_t.data.astype(np.int64)
+        folded_bias = folded_bias + bias_t.data.astype(np.int64)
+    x_limit = max(abs(v) for v in dtype_limits(x_t.dtype))
+    gemm_type = gemm_float_type(depth, x_limit, int(np.abs(weights).max(initial=0)))
+    weights_t = np.ascontiguousarray(weights.T.astype(gemm_type))          # [depth, units]
+    folded_bias = folded_bias.astype(np.float64)                          # exact: |bias| < 2**53
 
     def run(inputs):
         x = inputs[0]
-        acc = exact_int_matmul(x.reshape(-1, depth).astype(np.int64) + x_offset, weights_t)
-        if bias is not None:
-            acc += bias                                   # [batches, units]
-        out = requantize_double(acc, effective_scale) + out_zp
+        acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), weights_t)  # exact integers
+        # reference FullyConnected: (int32) round((double) acc * effective_scale)
+        out = requantize_double(acc + folded_bias, effective_scale) + out_zp   # [batches, units]
         return [clamp_cast(out, lo, hi, out_t.dtype).reshape(_output_shape(ctx, x, units))]
 
     params = {"input_offset": x_offset, "weights_offset": w_offset, "output_offset": out_zp,
