@@ -19,7 +19,9 @@ SHARED_TWEETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 # every quantization scheme the converter makes: int8 (per-channel and per-tensor FC weights),
 # dynamic-range, 16x8, float32 and float16 weights -- all bit-identical, float ones included
 FIXTURES_ALL = ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite", "tiny_dynamic.tflite",
-                "tiny_16x8.tflite", "tiny_float32.tflite", "tiny_float16.tflite"]
+                "tiny_16x8.tflite", "tiny_float32.tflite", "tiny_float16.tflite",
+                # the same model by the TF 2.15.1 converter: per-tensor FC weights, FC v9 (dynamic)
+                "tiny_int8_tf215.tflite", "tiny_dynamic_tf215.tflite", "tiny_16x8_tf215.tflite"]
 
 
 def _runner(path):

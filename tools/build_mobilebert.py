@@ -30,7 +30,23 @@ import numpy as np
 
 import keras
 import tensorflow as tf
-from keras import ops
+
+try:
+    from keras import ops
+except ImportError:
+    # Keras 2 (TensorFlow <= 2.15, used to make the older-converter fixtures) has no keras.ops:
+    # the few ops this builder uses, as the TensorFlow ops Keras 3 lowers them to.
+    import types
+
+    ops = types.SimpleNamespace(
+        pad=lambda x, pad_width: tf.pad(x, pad_width),
+        concatenate=lambda xs, axis=0: tf.concat(xs, axis=axis),
+        cast=tf.cast,
+        reshape=tf.reshape,
+        transpose=lambda x, axes=None: tf.transpose(x, perm=axes),
+        matmul=tf.matmul,
+        softmax=lambda x, axis=-1: tf.nn.softmax(x, axis=axis),
+    )
 
 # Names of the Keras inputs.  The TFLite converter orders the signature inputs
 # alphabetically: attention_mask, input_ids, token_type_ids.

@@ -23,6 +23,11 @@ Example:
       --vocab tests/fixtures/vocab_small.txt --seed 0 --schemes int8,dynamic \\
       --out-dir /tmp/out --name tiny
 
+Also runs under TensorFlow 2.15 (Keras 2, no ai-edge-litert next to its numpy<2): then the
+FlatBuffer schema and the interpreter come from TensorFlow itself and build_mobilebert.py maps
+the few keras.ops it uses to tf ops.  Older converters make older op versions (and TF 2.15
+quantizes Dense weights per-tensor); see tests/fixtures/README.md for the *_tf215 fixtures.
+
 Pitfalls on TF 2.21 / Keras 3 this module works around:
   * ``TFLiteConverter.from_keras_model`` fails on Keras 3 models, and
     ``from_concrete_functions`` leaves Keras 3 variables unfrozen; so the model is
@@ -151,7 +156,10 @@ def export_saved_model(model, cfg: MobileBertConfig, directory: str) -> str:
                       "token_type_ids": token_type_ids})
 
     archive.add_endpoint("serve", serve, input_signature=specs)
-    archive.write_out(directory, verbose=False)
+    try:
+        archive.write_out(directory, verbose=False)
+    except TypeError:  # Keras 2 (TF <= 2.15): no 'verbose'
+        archive.write_out(directory)
     return directory
 
 
@@ -216,6 +224,25 @@ def convert_schemes(model, cfg: MobileBertConfig, schemes: Iterable[str],
 # --------------------------------------------------------------------------- packing
 
 
+def _schema():
+    """The TFLite FlatBuffer object API: LiteRT's, else (TF <= 2.15 environments, which cannot
+    install ai-edge-litert next to numpy<2) the copy TensorFlow ships."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def _litert_interpreter():
+    """(Interpreter, OpResolverType): LiteRT's, else TensorFlow's own (as _schema)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
+    return Interpreter, OpResolverType
+
+
 def _aligned_builder():
     import flatbuffers
 
@@ -232,7 +259,7 @@ def _aligned_builder():
 
 def add_metadata(tflite: bytes, name: str, payload: bytes) -> bytes:
     """Add (or replace) a named metadata entry whose buffer holds ``payload``."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     buf = schema.BufferT()
@@ -249,7 +276,7 @@ def add_metadata(tflite: bytes, name: str, payload: bytes) -> bytes:
 
 
 def read_metadata(tflite: bytes, name: str = METADATA_NAME) -> bytes | None:
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     model = schema.Model.GetRootAs(tflite, 0)
     for i in range(model.MetadataLength()):
@@ -313,7 +340,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def op_histogram(tflite: bytes) -> collections.Counter:
     """Counter of (op name, op version) over subgraph 0, read from the FlatBuffer."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = _schema()
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAs(tflite, 0)
@@ -329,7 +356,7 @@ def op_histogram(tflite: bytes) -> collections.Counter:
 
 
 def interpreter(model_path_or_bytes, *, reference: bool = False, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    Interpreter, OpResolverType = _litert_interpreter()
 
     kw = {}
     if reference:
@@ -396,7 +423,7 @@ def config_from_args(a) -> MobileBertConfig:
 def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         seed: int = 0, vocab: list[str] | None = None, labels: list[str] | None = None,
         calib_n: int = 100, calib_ids: str | None = None, keras_model: str | None = None,
-        show: bool = True, log=sys.stderr) -> dict[str, dict]:
+        show: bool = True, log=sys.stderr, suffix: str = "") -> dict[str, dict]:
     """Build (or load) the model, convert to each scheme, pack, write, verify."""
     vocab = vocab or synthetic_vocab(cfg.vocab_size)
     if len(vocab) != cfg.vocab_size:
@@ -419,7 +446,7 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
     for scheme, (flat, secs) in converted.items():
         data = pack(flat, vocab=vocab, labels=labels, scheme=scheme, cfg=cfg,
                     extra={"seed": seed})
-        path = Path(out_dir) / f"{name}_{scheme}.tflite"
+        path = Path(out_dir) / f"{name}_{scheme}{suffix}.tflite"
         write_atomic(path, data)
         verify(path)
         desc = describe(data)
@@ -441,6 +468,7 @@ def main(argv=None) -> int:
                     help=f"comma-separated, from {','.join(SCHEMES)} (or 'all')")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--name", default="mobilebert")
+    ap.add_argument("--suffix", default="", help="after the scheme in the file name, e.g. _tf215")
     ap.add_argument("--seed", type=int, default=0, help="weights seed; calibration uses seed+1")
     ap.add_argument("--vocab", help="vocab.txt (one token a line); sets --vocab-size")
     ap.add_argument("--labels", help="labels.txt (one label a line); sets --num-labels")
@@ -463,7 +491,7 @@ def main(argv=None) -> int:
     schemes = list(SCHEMES) if a.schemes == "all" else a.schemes.split(",")
     run(config_from_args(a), schemes, a.out_dir, a.name, seed=a.seed, vocab=vocab,
         labels=labels, calib_n=a.calib_n, calib_ids=a.calib_ids, keras_model=a.keras_model,
-        show=not a.quiet)
+        show=not a.quiet, suffix=a.suffix)
     return 0
 
 

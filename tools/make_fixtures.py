@@ -42,6 +42,7 @@ TINY = {
 }
 SEED = 0
 SCHEMES = ("int8", "int8-per-tensor", "dynamic", "float32", "float16", "16x8")
+LEGACY_SCHEMES = ("int8", "dynamic", "16x8")  # also converted by TF 2.15.1 (see README.md)
 
 # --------------------------------------------------------------------------- vocab
 
@@ -182,7 +183,32 @@ def write_readme(out_dir: Path, vocab_path: Path) -> None:
     for scheme in SCHEMES:
         cmd = shlex.join(["python", "tools/convert.py", *convert_argv(scheme, vocab_path, out_dir)])
         lines.append(f"| `tiny_{scheme}.tflite` | `{cmd}` |")
-    lines.append("")
+    lines += [
+        "",
+        "## Older converter: TensorFlow 2.15.1",
+        "",
+        "The same tiny model converted by TensorFlow 2.15.1 (Keras 2, numpy 1.26; a separate",
+        "environment: `python -m venv tf215 && tf215/bin/pip install tensorflow==2.15.1`), run",
+        "from the repository root with that environment's python (byte-identical on re-runs):",
+        "",
+        "| files | command |",
+        "|---|---|",
+    ]
+    argv = convert_argv("int8,dynamic,16x8", vocab_path, out_dir) + ["--suffix", "_tf215"]
+    cmd = shlex.join(["tf215/bin/python", "tools/convert.py", *argv])
+    lines += [
+        f"| {', '.join(f'`tiny_{s}_tf215.tflite`' for s in LEGACY_SCHEMES)} | `{cmd}` |",
+        "",
+        "What differs from the TF 2.21 files: TF 2.15 quantizes the Dense (FULLY_CONNECTED)",
+        "weights per-tensor in every scheme (2.21: per-channel), and its dynamic-range",
+        "FULLY_CONNECTED is version 9 (2.21: 12, which tflite-runtime 2.14 cannot load).  Every",
+        "other op has the same version from both converters: ADD 2, BATCH_MATMUL 2, CAST 1,",
+        "CONCATENATION 2, DEQUANTIZE 2, FULLY_CONNECTED 5, GATHER 2, MUL 2, PAD 2, QUANTIZE 1",
+        "(16x8: 2), RESHAPE 1, SOFTMAX 2, STRIDED_SLICE 2, SUB 2, TRANSPOSE 2 for int8 and",
+        "16x8 (the converter records 16x8 ops with the int8 versions); all 1 for dynamic-range",
+        "except DEQUANTIZE 2, GATHER 2.",
+        "",
+    ]
     from convert import write_atomic
 
     write_atomic(out_dir / "README.md", "\n".join(lines).encode())

@@ -45,6 +45,33 @@ def tensor_difference(a: np.ndarray, b: np.ndarray, step: float | None = None) -
     return int(np.count_nonzero(~same)), int(d.max()) if d.size else 0
 
 
+def difference_pattern(ours: np.ndarray, theirs: np.ndarray) -> tuple[str, int]:
+    """Where two same-shape tensors differ, in words: the first differing element and, when the
+    other run's tensor is 0 from some element on while ours is not, that it computed only a prefix
+    (e.g. a kernel that took the wrong dimension as its batch count).  Returns (words, the length
+    of that prefix or -1)."""
+    if ours.shape != theirs.shape:
+        return f"shapes differ: ours {list(ours.shape)}, theirs {list(theirs.shape)}", -1
+    a, b = ours.reshape(-1), theirs.reshape(-1)
+    differ = ~((a == b) | (np.isnan(a) & np.isnan(b)) if np.issubdtype(a.dtype, np.floating)
+               else a == b)
+    where = np.flatnonzero(differ)
+    if where.size == 0:
+        return "", -1
+    k = int(where[0])
+    first = [int(i) for i in np.unravel_index(k, ours.shape)] if ours.ndim else []
+    text = f"first at element {first} (flat {k}): ours {a[k]}, theirs {b[k]}"
+    nonzero = np.flatnonzero(b != 0)
+    end = int(nonzero[-1]) + 1 if nonzero.size else 0
+    if end == 0 and np.any(a != 0):
+        return text + "; theirs is all 0: the runtime did not write this tensor", -1
+    if end < b.size and np.any(a[end:] != 0) and not np.any(differ[:end]):
+        text += (f"; theirs is 0 from flat element {end} on, its first {end} of {b.size} values"
+                 f" equal ours: it computed only that prefix")
+        return text, end
+    return text, -1
+
+
 @dataclass
 class TensorDiff:
     index: int
@@ -55,6 +82,8 @@ class TensorDiff:
     mismatched: int
     size: int
     max_diff: int          # LSB (integers) or ULP (floats); -1 for a shape mismatch
+    pattern: str = ""      # where the values differ (see ``difference_pattern``)
+    computed_prefix: int = -1  # theirs equals ours on this many leading elements and is 0 after
 
 
 @dataclass
@@ -110,7 +139,10 @@ def compare_runs(model: Model, ours: dict[int, np.ndarray], theirs: dict[int, np
         if mismatched == 0:
             result.identical += 1
         else:
+            pattern, prefix = (("", -1) if result.diffs
+                               else difference_pattern(ours[index], np.asarray(theirs[index])))
             result.diffs.append(TensorDiff(index, t.name, op.index if op else -1, op_type,
-                                           t.type_name, mismatched, ours[index].size, max_diff))
+                                           t.type_name, mismatched, ours[index].size, max_diff,
+                                           pattern, prefix))
     result.max_diff_by_op = dict(per_op)
     return result

@@ -5,31 +5,68 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early -- before a long run -- when ``path`` cannot be written.
+
+    The directory must exist: a typo in it should be an error, not a new directory tree.
+    """
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a directory")
+    if not parent.is_dir():
+        reason = "is not a directory" if parent.exists() else "does not exist"
+        raise InputError(f"cannot write {target}: the directory {parent} {reason}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {target}: the directory {parent} is not writable")
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
+
+    Whatever goes wrong -- an exception in the writer, Ctrl-C, a full disk -- the temporary file
+    is removed and ``path`` keeps its old content (or stays absent).  OSErrors become one-line
+    :class:`InputError` naming ``path``, not the temporary name the user never chose.
+    """
+    check_writable(path)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {e.strerror or e}") from None
     os.close(fd)
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz that ``np.load`` reads, keyed by tensor name.
+
+    Written member by member instead of ``np.savez(f, **arrays)``: tensor names are arbitrary
+    strings from the model, and one called ``file`` or ``allow_pickle`` would collide with
+    savez's own parameters.
+    """
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, value in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def save_json(path: str | os.PathLike, data) -> None:

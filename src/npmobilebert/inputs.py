@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelFormatError
+from .interpreter import MAX_TENSOR_BYTES
 from .model import Model, Tensor
 from .text import Tokenizer
 
@@ -30,14 +31,23 @@ def input_role(tensor: Tensor) -> str | None:
 
 
 def model_metadata(model: Model) -> dict:
-    """The JSON our tools write into the model (labels, seq_len, ...); {} if absent."""
+    """The JSON our tools write into the model (labels, seq_len, ...); {} if absent or not an object."""
     raw = model.metadata.get("npmobilebert")
     if raw is None:
         return {}
     try:
-        return json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def model_labels(model: Model) -> list[str] | None:
+    """The class names recorded in the model's metadata, when they are a list of strings."""
+    labels = model_metadata(model).get("labels")
+    if isinstance(labels, list) and labels and all(isinstance(name, str) for name in labels):
+        return labels
+    return None
 
 
 @dataclass
@@ -55,24 +65,39 @@ class InputMaker:
     def __init__(self, model: Model):
         self.model = model
         self.specs = [model.tensors[i] for i in model.inputs]
+        for t in self.specs:
+            # The inputs are allocated here, before any Interpreter checks sizes: same cap.
+            if t.nbytes > MAX_TENSOR_BYTES:
+                raise ModelFormatError(f"input '{t.name}' declares shape {list(t.shape)} of {t.type_name}, "
+                                       f"over the limit of {MAX_TENSOR_BYTES / (1 << 30):g} GiB per tensor")
         self.roles = [input_role(t) for t in self.specs]
-        self.is_bert = "ids" in self.roles and all(
-            t.dtype in (np.int32, np.int64) for t, r in zip(self.specs, self.roles) if r)
         ids_spec = self.specs[self.roles.index("ids")] if "ids" in self.roles else None
-        self.seq_len = int(ids_spec.shape[-1]) if ids_spec is not None else 0
+        self.seq_len = int(ids_spec.shape[-1]) if ids_spec is not None and ids_spec.shape else 0
+        # Text and ids fill one row of every ids/mask/types input: they must all be integer
+        # tensors whose last dim is the sequence length, with room for [CLS] and [SEP].
+        self.is_bert = ids_spec is not None and self.seq_len >= 2 and all(
+            t.dtype in (np.int32, np.int64) and t.shape and t.shape[-1] == self.seq_len and t.size
+            for t, r in zip(self.specs, self.roles) if r)
         self.vocab_size = self._vocab_size()
         self._tokenizer = None
 
     def _vocab_size(self) -> int:
         meta = model_metadata(self.model)
-        if "vocab_size" in meta:
-            return int(meta["vocab_size"])
+        size = meta.get("vocab_size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
         vocab = self.model.packed_files.get("vocab.txt")
         if vocab is not None:
-            return len(bytes(vocab).decode("utf-8", "replace").splitlines())
+            lines = len(bytes(vocab).decode("utf-8", "replace").splitlines())
+            if lines:
+                return lines
         # the largest GATHER table the ids could index
-        sizes = [self.model.tensors[op.inputs[0]].shape[0] for op in self.model.operators
-                 if op.opcode == "GATHER" and self.model.tensors[op.inputs[0]].data is not None]
+        sizes = []
+        for op in self.model.operators:
+            if op.opcode == "GATHER" and op.inputs and op.inputs[0] >= 0:
+                table = self.model.tensors[op.inputs[0]]
+                if table.data is not None and table.shape and table.shape[0] > 0:
+                    sizes.append(table.shape[0])
         return int(max(sizes)) if sizes else 30522
 
     @property
@@ -81,12 +106,20 @@ class InputMaker:
             vocab = self.model.packed_files.get("vocab.txt")
             if vocab is None:
                 raise InputError("this model has no packed vocab.txt: give token ids (--ids) instead of text")
-            self._tokenizer = Tokenizer(bytes(vocab).decode("utf-8"), self.seq_len)
+            if not self.is_bert:
+                raise InputError("text needs a model with input_ids (and attention_mask, token_type_ids) "
+                                 "inputs of one sequence length")
+            try:
+                vocab_text = bytes(vocab).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ModelFormatError(f"the model's packed vocab.txt is not UTF-8 (byte {e.start})") from None
+            self._tokenizer = Tokenizer(vocab_text, self.seq_len)
         return self._tokenizer
 
     def from_ids(self, ids: list[int]) -> BertInputs:
         if not self.is_bert:
-            raise InputError("token ids need a model with an input_ids input")
+            raise InputError("token ids need a model with input_ids (and attention_mask, token_type_ids) "
+                             "inputs of one sequence length")
         if not ids:
             raise InputError("no token ids given")
         if len(ids) > self.seq_len:
@@ -97,6 +130,9 @@ class InputMaker:
         return self._assemble(list(ids))
 
     def from_text(self, text: str) -> BertInputs:
+        if isinstance(text, str) and not text.strip():
+            # [CLS] [SEP] alone would run, but an empty text is a mistake, not a tweet.
+            raise InputError("the text is empty: give some words (or token ids with --ids)")
         enc = self.tokenizer.encode(text)
         n = int(enc.attention_mask.sum())
         made = self._assemble(enc.input_ids[0, :n].tolist())

@@ -15,22 +15,68 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError, ModelFormatError
+from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
 from .kernels import PreparedOp, prepare_op
-from .model import Model, Tensor
+from .model import Model, Operator, Tensor
 
 Observer = Callable[[PreparedOp, list, list], None]
+
+#: The default cap on one activation (a tensor the interpreter computes or is given): a
+#: corrupt or hostile model may declare shapes of terabytes, which must be refused before
+#: anything is allocated, not discovered by the out-of-memory killer.
+MAX_TENSOR_BYTES = 1 << 30
+
+# The highest version of each op that LiteRT 2.3.0's builtin resolver registers (probed with
+# single-op models).  A higher version comes from a newer converter and may mean semantics the
+# kernels here do not know; LiteRT itself refuses it ("Didn't find op for builtin opcode").
+MAX_OP_VERSIONS = {
+    "ADD": 6, "BATCH_MATMUL": 4, "CAST": 9, "CONCATENATION": 7, "DEQUANTIZE": 9,
+    "EXPAND_DIMS": 1, "FULLY_CONNECTED": 14, "GATHER": 8, "LOGISTIC": 3, "MEAN": 3, "MUL": 8,
+    "PAD": 6, "PADV2": 6, "QUANTIZE": 6, "RELU": 3, "RELU6": 3, "RESHAPE": 1, "RSQRT": 3,
+    "SLICE": 8, "SOFTMAX": 4, "SQUARED_DIFFERENCE": 2, "SQUEEZE": 2, "STRIDED_SLICE": 8, "SUB": 5,
+    "SUM": 2, "TANH": 3, "TRANSPOSE": 9,
+}
+
+# TFLite's Prepare checks NumInputs/NumOutputs before it touches a tensor; the kernels here
+# index their inputs directly, so the interpreter checks the counts for them.
+# opcode -> (required inputs, optional inputs after them (None: any number, all required), outputs)
+OP_ARITY = {
+    "ADD": (2, 0, 1), "SUB": (2, 0, 1), "MUL": (2, 0, 1),
+    "FULLY_CONNECTED": (2, 1, 1), "BATCH_MATMUL": (2, 0, 1),
+    "SOFTMAX": (1, 0, 1), "TANH": (1, 0, 1), "LOGISTIC": (1, 0, 1), "RELU": (1, 0, 1),
+    "RELU6": (1, 0, 1), "QUANTIZE": (1, 0, 1), "DEQUANTIZE": (1, 0, 1), "CAST": (1, 0, 1),
+    "RESHAPE": (1, 1, 1), "EXPAND_DIMS": (2, 0, 1), "SQUEEZE": (1, 0, 1), "TRANSPOSE": (2, 0, 1),
+    "STRIDED_SLICE": (4, 0, 1), "SLICE": (3, 0, 1), "GATHER": (2, 0, 1), "PAD": (2, 1, 1),
+    "PADV2": (2, 1, 1), "CONCATENATION": (1, None, 1), "MEAN": (2, 0, 1), "SUM": (2, 0, 1),
+    "RSQRT": (1, 0, 1), "SQUARED_DIFFERENCE": (2, 0, 1),
+}
+
+# Ops that run other subgraphs: a graph with them is not a straight line of ops.
+CONTROL_FLOW_OPS = frozenset({"WHILE", "IF", "CALL_ONCE", "CALL"})
 
 
 class Interpreter:
     """A prepared plan for one subgraph: its ops in order, ready to run on inputs."""
 
-    def __init__(self, model: Model, subgraph: int = 0):
+    def __init__(self, model: Model, subgraph: int = 0, max_tensor_bytes: int = MAX_TENSOR_BYTES):
+        """Check the graph and prepare every op; nothing the size of an activation is allocated.
+
+        ``max_tensor_bytes`` caps the declared size of every activation (graph inputs and op
+        outputs): a model declaring a larger one is refused here, before any run allocates it.
+        """
+        if not 0 <= subgraph < len(model.subgraphs):
+            raise InputError(f"subgraph {subgraph} does not exist: the model has {len(model.subgraphs)}")
         self.model = model
         self.graph = model.subgraphs[subgraph]
         self.tensors: tuple[Tensor, ...] = self.graph.tensors
+        self.max_tensor_bytes = int(max_tensor_bytes)
+        for op in self.graph.operators:
+            _check_supported(op)
+        for op in self.graph.operators:
+            self._check_arity(op)
         self._check_order()
-        self.plan: list[PreparedOp] = [prepare_op(op, self.tensors) for op in self.graph.operators]
+        self._check_sizes()
+        self.plan: list[PreparedOp] = [self._prepare(op) for op in self.graph.operators]
 
     # -- graph facts -----------------------------------------------------------------------------
 
@@ -42,16 +88,77 @@ class Interpreter:
     def output_tensors(self) -> list[Tensor]:
         return [self.tensors[i] for i in self.graph.outputs]
 
+    def _check_arity(self, op: Operator) -> None:
+        """Input and output counts, absent (-1) inputs only where the op allows them."""
+        if op.opcode not in OP_ARITY:
+            return  # a kernel added without an entry: its prepare checks what it needs
+        required, optional, n_outputs = OP_ARITY[op.opcode]
+        what = f"operator {op.index} ({op.opcode})"
+        most = None if optional is None else required + optional
+        if len(op.inputs) < required or (most is not None and len(op.inputs) > most):
+            expected = (f"at least {required}" if most is None
+                        else f"{required}" if most == required else f"{required} to {most}")
+            raise ModelFormatError(f"{what} has {_count(len(op.inputs), 'input')}; the op takes {expected}")
+        for position, i in enumerate(op.inputs):
+            if i < 0 and (optional is None or position < required):
+                raise ModelFormatError(f"{what} input {position} is absent (-1), but the op requires it")
+        if len(op.outputs) != n_outputs:
+            raise ModelFormatError(f"{what} has {_count(len(op.outputs), 'output')}; the op writes {n_outputs}")
+
     def _check_order(self) -> None:
-        """Every op input must be a constant, a graph input or an earlier op's output."""
-        ready = set(self.graph.inputs) | {t.index for t in self.tensors if t.data is not None}
+        """Every op input must be a constant, a graph input or an earlier op's output; every
+        tensor is written once, never over a graph input or a constant; every graph output exists.
+
+        Executing the ops in file order, this also rules out cycles: an op in a cycle reads a
+        tensor that only a later op (itself, at the latest) writes.
+        """
+        constants = {t.index for t in self.tensors if t.data is not None}
+        inputs = set(self.graph.inputs)
+        ready = inputs | constants
+        written: dict[int, int] = {}
         for op in self.graph.operators:
             for i in op.inputs:
                 if i >= 0 and i not in ready:
                     raise ModelFormatError(
                         f"operator {op.index} ({op.opcode}) reads tensor {i} "
                         f"('{self.tensors[i].name}') before any operator writes it")
+            for i in op.outputs:
+                name = f"tensor {i} ('{self.tensors[i].name}')" if i >= 0 else ""
+                if i < 0:
+                    raise ModelFormatError(f"operator {op.index} ({op.opcode}) has an absent (-1) output")
+                if i in written:
+                    raise ModelFormatError(f"operator {op.index} ({op.opcode}) writes {name}, "
+                                           f"which operator {written[i]} already wrote")
+                if i in inputs or i in constants:
+                    kind = "a graph input" if i in inputs else "a constant"
+                    raise ModelFormatError(f"operator {op.index} ({op.opcode}) writes {name}, which is {kind}")
+                written[i] = op.index
             ready.update(op.outputs)
+        for position, i in enumerate(self.graph.outputs):
+            if i not in ready:
+                raise ModelFormatError(f"graph output {position} is tensor {i} ('{self.tensors[i].name}'), "
+                                       f"which no operator writes")
+
+    def _check_sizes(self) -> None:
+        """Refuse activations whose declared size is over the cap, before allocating any."""
+        activations = set(self.graph.inputs)
+        for op in self.graph.operators:
+            activations.update(i for i in (*op.inputs, *op.outputs) if i >= 0)
+        for i in sorted(activations):
+            t = self.tensors[i]
+            if t.data is None and t.nbytes > self.max_tensor_bytes:
+                raise ModelFormatError(
+                    f"tensor {i} ('{t.name}') declares shape {list(t.shape)} of {t.type_name}: "
+                    f"{_human_bytes(t.nbytes)}, over the interpreter's limit of "
+                    f"{_human_bytes(self.max_tensor_bytes)} per tensor (max_tensor_bytes)")
+
+    def _prepare(self, op: Operator) -> PreparedOp:
+        try:
+            return prepare_op(op, self.tensors)
+        except NpMobileBertError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _kernel_failure
+            raise _kernel_failure(op, "prepare", exc) from exc
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -65,10 +172,13 @@ class Interpreter:
             if unknown or missing:
                 raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
             inputs = [inputs[n] for n in names]
+        elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
+            raise InputError(f"inputs must be a list of arrays or a dict by tensor name, "
+                             f"not {type(inputs).__name__}")
         if len(inputs) != len(specs):
             raise InputError(f"the model takes {len(specs)} inputs "
                              f"({', '.join(t.name for t in specs)}), got {len(inputs)}")
-        return [_coerce_input(np.asarray(value), spec) for value, spec in zip(inputs, specs)]
+        return [_coerce_input(_as_array(value, spec), spec) for value, spec in zip(inputs, specs)]
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -77,19 +187,100 @@ class Interpreter:
         values: dict[int, np.ndarray] = dict(zip(self.graph.inputs, self.bind_inputs(inputs)))
         constants = self.tensors
         for step in self.plan:
+            op = step.ctx.op
             args = [None if i < 0 else values[i] if i in values else constants[i].data
-                    for i in step.ctx.op.inputs]
-            outs = step.run(args)
-            for i, out in zip(step.ctx.op.outputs, outs):
+                    for i in op.inputs]
+            try:
+                outs = step.run(args)
+            except NpMobileBertError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - see _kernel_failure
+                raise _kernel_failure(op, "run", exc) from exc
+            self._check_outputs(op, outs)
+            for i, out in zip(op.outputs, outs):
                 values[i] = out
             if observer is not None:
                 observer(step, args, outs)
         return values
 
+    def _check_outputs(self, op: Operator, outs) -> None:
+        """What an op computed must be what the model declares: later ops (and the sizes checked
+        in __init__) rely on the declared shapes, so a mismatch stops the run here."""
+        if len(outs) != len(op.outputs):
+            raise ModelFormatError(f"operator {op.index} ({op.opcode}) computed {len(outs)} outputs, "
+                                   f"the model declares {len(op.outputs)}")
+        for i, out in zip(op.outputs, outs):
+            t = self.tensors[i]
+            if np.shape(out) != tuple(t.shape):
+                raise ModelFormatError(
+                    f"operator {op.index} ({op.opcode}) computes shape {list(np.shape(out))} for tensor {i} "
+                    f"('{t.name}'), but the model declares {list(t.shape)}")
+            dtype = np.result_type(out)
+            # kind and width, not byte order: the model's dtypes are little-endian, NumPy's native
+            if (dtype.kind, dtype.itemsize) != (t.dtype.kind, t.dtype.itemsize):
+                raise ModelFormatError(
+                    f"operator {op.index} ({op.opcode}) computes {dtype} values for tensor {i} "
+                    f"('{t.name}'), but the model declares {t.type_name}")
+
     def run(self, inputs, observer: Observer | None = None) -> list[np.ndarray]:
         """Execute the graph; return its outputs in graph order."""
         values = self.run_all(inputs, observer)
         return [values[i] if i in values else self.tensors[i].data for i in self.graph.outputs]
+
+
+def _check_supported(op: Operator) -> None:
+    """Control flow and op versions beyond what the kernels know: a clear UnsupportedOpError."""
+    if op.opcode in CONTROL_FLOW_OPS:
+        called = [f"{k[:-len('_subgraph_index')] or k} {v}" for k, v in op.options.items()
+                  if k.endswith("subgraph_index")]
+        runs = f" (it runs subgraphs: {', '.join(called)})" if called else ""
+        raise UnsupportedOpError(
+            f"operator {op.index} ({op.opcode} v{op.version}) is control flow{runs}: "
+            f"the NumPy interpreter runs one straight-line graph")
+    if op.opcode == "CUSTOM":
+        raise UnsupportedOpError(f"operator {op.index} is the custom op '{op.custom_code}': "
+                                 f"the NumPy interpreter runs builtin ops only")
+    most = MAX_OP_VERSIONS.get(op.opcode)
+    if op.version < 1 or (most is not None and op.version > most):
+        known = f"versions 1 to {most}" if most is not None else "versions from 1"
+        raise UnsupportedOpError(
+            f"operator {op.index} ({op.opcode} v{op.version}): unknown op version; "
+            f"{op.opcode} has {known}")
+
+
+def _kernel_failure(op: Operator, stage: str, exc: Exception) -> ModelFormatError:
+    """A kernel that raised something other than a package error met tensors it cannot handle.
+
+    The interpreter checks what every op shares (counts, order, declared sizes and shapes);
+    what each op needs of its operands beyond that (matching depths, quantization parameters,
+    sane constant indices) is the kernel's to check.  Whatever a kernel misses still becomes a
+    one-line error naming the op, never a traceback; the original exception is the __cause__.
+    """
+    detail = " ".join(str(exc).split())
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    return ModelFormatError(
+        f"operator {op.index} ({op.opcode} v{op.version}) cannot {stage} on this model's tensors "
+        f"({type(exc).__name__}: {detail})")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} bytes"
+
+
+def _as_array(value, spec: Tensor) -> np.ndarray:
+    """np.asarray, with what it refuses (ragged lists, objects) as an InputError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"input '{spec.name}' is not an array: {' '.join(str(exc).split())}") from None
 
 
 def _coerce_input(value: np.ndarray, spec: Tensor) -> np.ndarray:

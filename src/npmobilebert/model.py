@@ -22,6 +22,7 @@ import math
 import mmap
 import os
 import re
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -204,6 +205,11 @@ class Tensor:
         """Number of elements (from `shape`)."""
         return math.prod(self.shape)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the declared shape takes in `dtype` (a Python int: never overflows)."""
+        return self.size * self.dtype.itemsize
+
 
 @dataclass(frozen=True)
 class Operator:
@@ -339,7 +345,11 @@ def _read_source(source: Any) -> tuple[str | None, Any]:
 def _read_file(path: str) -> bytes | mmap.mmap:
     """Read a file once: small files into bytes, large ones memory-mapped read-only."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            # A device or a pipe has no size to check: reading /dev/zero would never end.
+            raise ModelFormatError(f"{os.path.basename(path) or path}: not a regular file, not a TFLite model")
+        size = st.st_size
         if size >= _MMAP_THRESHOLD and size > 0:  # an empty file cannot be mapped
             # The map stays valid after the file is closed and lives as long
             # as any array view of it.
@@ -429,6 +439,7 @@ class _ModelReader:
         self.buffers = self.read_buffers(fb)
         self.opcodes = self.read_opcodes(fb)
 
+        self.where = "the subgraph list"  # reading its length may be what fails
         n_subgraphs = self.check_count(fb.SubgraphsLength(), 4, "the subgraph list")
         if n_subgraphs == 0:
             raise self.error("the model has no subgraphs")
@@ -453,6 +464,7 @@ class _ModelReader:
 
     def read_buffers(self, fb: _FbModel) -> list[np.ndarray | None]:
         """Every buffer as a read-only uint8 view of the file, or None when it is empty."""
+        self.where = "the buffer list"  # reading its length may be what fails
         count = self.check_count(fb.BuffersLength(), 4, "the buffer list")
         return [self.read_buffer(fb.Buffers(i), i) for i in range(count)]
 
@@ -492,6 +504,7 @@ class _ModelReader:
 
     def read_opcodes(self, fb: _FbModel) -> list[tuple[str, int, int, str | None]]:
         """(opcode name, builtin code, version, custom code) for each operator code."""
+        self.where = "the operator code list"  # reading its length may be what fails
         count = self.check_count(fb.OperatorCodesLength(), 4, "the operator code list")
         opcodes = []
         for i in range(count):
@@ -614,6 +627,9 @@ class _ModelReader:
             raise self.error(f"{what} has quantization scales but no zero points")
         if zero_points.size != scales.size:
             raise self.error(f"{what} has {scales.size} quantization scales but {zero_points.size} zero points")
+        if not np.all(np.isfinite(scales)):
+            # NaN or infinite scales make every quantized value meaningless.
+            raise self.error(f"{what} has a quantization scale that is not a finite number")
         quantized_dimension = q.QuantizedDimension()
         if scales.size > 1 and not 0 <= quantized_dimension < len(shape):
             raise self.error(
@@ -686,6 +702,7 @@ class _ModelReader:
     # -- signatures and metadata ---------------------------------------------------
 
     def read_signatures(self, fb: _FbModel, subgraphs: tuple[Subgraph, ...]) -> tuple[SignatureDef, ...]:
+        self.where = "the signature list"  # reading its length may be what fails
         count = self.check_count(fb.SignatureDefsLength(), 4, "the signature list")
         signatures = []
         for i in range(count):
@@ -716,6 +733,7 @@ class _ModelReader:
         return tuple(signatures)
 
     def read_metadata(self, fb: _FbModel) -> dict[str, bytes]:
+        self.where = "the metadata list"  # reading its length may be what fails
         count = self.check_count(fb.MetadataLength(), 4, "the metadata list")
         metadata: dict[str, bytes] = {}
         for i in range(count):

@@ -25,11 +25,34 @@ What ``run_all`` can see (found by experiment with ai-edge-litert 2.3.0):
 * With ``"default"`` and ``preserve_all_tensors=True`` LiteRT hands XNNPACK one op per partition,
   so every intermediate is readable (its float values differ from the reference kernels in the
   last bits, as the optimized arithmetic does by design).
+
+A second oracle, another runtime in another Python (``SubprocessRunner``): tflite-runtime 2.14,
+the last standalone wheel, needs numpy<2 and so cannot share this environment.  It runs as a
+worker process (``WORKER_SCRIPT``, self-contained: it imports only numpy and tflite_runtime);
+inputs and every readable model tensor travel through .npz files in a temporary directory, by
+the same rules as ``run_all`` above, and one more (found by experiment with tflite-runtime 2.14.0):
+
+* ``experimental_preserve_all_tensors`` does *not* stop 2.14's in-place kernels from writing
+  their output over an input's buffer (e.g. the SUB after the attention-mask CAST overwrites
+  the CAST's output), so reading intermediates after ``invoke`` returns later values.  Graph
+  outputs are never shared in place, so the worker loads a copy of the model whose subgraph
+  outputs list every op output too (the original outputs first; kernels and signatures are
+  unchanged).  With it, 2.14's reference kernels agree with ours on every float32 tensor.
+* In 2.14, ``AUTO`` with ``preserve_all_tensors`` silently becomes
+  ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: its ``"default"`` is ``"builtin"`` (no XNNPACK).
+
+    runner = SubprocessRunner("/opt/tfrt/bin/python", "model.tflite", resolver="ref")
+    runner.name                                   # "tflite-runtime 2.14.0"
+    every = runner.run_all(inputs)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import warnings
 from importlib import metadata
 from typing import Mapping, Sequence
@@ -39,6 +62,9 @@ import numpy as np
 from .errors import InputError, NpMobileBertError
 
 RESOLVERS = ("ref", "builtin", "default")
+RUNTIMES = ("litert", "tflite-runtime")
+#: the environment variable naming a Python that has tflite-runtime (``verify --runtime tflite-runtime``)
+TFLITE_RUNTIME_PYTHON_ENV = "NPMOBILEBERT_TFLITE_RUNTIME_PYTHON"
 
 _RESOLVER_TYPES = {
     "ref": "BUILTIN_REF",
@@ -93,12 +119,92 @@ def _model_tensor_count(content: bytes) -> int | None:
         return None
 
 
+def _every_op_output_as_graph_output(content: bytes) -> tuple[bytes, list[int]] | None:
+    """(a copy of the model whose subgraph 0 outputs list every op output after its own outputs,
+    its own output indices); None when the model cannot be rewritten (LiteRT will say why)."""
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+        sg = model.subgraphs[0]
+        own = [int(i) for i in (sg.outputs if sg.outputs is not None else [])]
+        seen = set(own)
+        extra = []
+        for op in sg.operators or []:
+            for i in (op.outputs if op.outputs is not None else []):
+                if i >= 0 and int(i) not in seen:
+                    seen.add(int(i))
+                    extra.append(int(i))
+        sg.outputs = np.array(own + extra, dtype=np.int32)
+        builder = flatbuffers.Builder(max(1024, len(content) + 4096))
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output()), own
+    except Exception:  # noqa: BLE001 - a corrupt or unusual model: load it as it is
+        return None
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-class LiteRTRunner:
+class _Runner:
+    """What both runners share: binding inputs (by position or name) to the input details."""
+
+    input_details: list[dict]
+    name: str
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def _bind(self, inputs: Sequence | Mapping) -> list[np.ndarray]:
+        details = self.input_details
+        names = [d["name"] for d in details]
+        if isinstance(inputs, Mapping):
+            unknown = sorted(set(inputs) - set(names))
+            missing = [n for n in names if n not in inputs]
+            if unknown or missing:
+                raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
+            inputs = [inputs[n] for n in names]
+        elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
+            raise InputError(f"inputs must be a list of arrays or a dict by tensor name, "
+                             f"not {type(inputs).__name__}")
+        else:
+            inputs = list(inputs)
+        if len(inputs) != len(details):
+            raise InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
+                              f"got {len(inputs)}")
+        bound = []
+        for value, d in zip(inputs, details):
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError) as e:  # ragged nested lists, objects
+                raise InputError(f"input '{d['name']}' is not an array: {_one_line(e)}") from None
+            want = np.dtype(d["dtype"])
+            if arr.dtype != want:
+                arr = self._cast(arr, want, d["name"])
+            shape = tuple(int(s) for s in d["shape"])
+            if arr.shape != shape:
+                raise InputError(f"input '{d['name']}': expected shape {list(shape)}, got {list(arr.shape)}")
+            bound.append(np.array(arr, order="C", copy=True))  # keeps 0-d arrays 0-d
+        return bound
+
+    @staticmethod
+    def _cast(arr: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
+        """Integers convert to another integer type when every value fits, floats to the float type
+        (as the NumPy interpreter accepts them); nothing else converts."""
+        if arr.dtype.kind == "f" and want.kind == "f":
+            return arr.astype(want)
+        if arr.dtype.kind in "iub" and want.kind in "iu":
+            info = np.iinfo(want)
+            if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
+                return arr.astype(want)
+            raise InputError(f"input '{name}': values outside the {want.name} range "
+                              f"[{info.min}, {info.max}]")
+        raise InputError(f"input '{name}': expected dtype {want.name}, got {arr.dtype.name}")
+
+
+class LiteRTRunner(_Runner):
     """One LiteRT interpreter over a model, with tensors allocated and ready to run."""
 
     def __init__(self, model: str | os.PathLike | bytes, resolver: str = "ref",
@@ -106,6 +212,8 @@ class LiteRTRunner:
         if resolver not in RESOLVERS:
             raise NpMobileBertError(f"unknown resolver '{resolver}': choose one of {', '.join(RESOLVERS)}")
         mod, _ = _backend()
+        self.name = runtime_name()
+        self.note = ""
         if isinstance(model, (bytes, bytearray, memoryview)):
             content = bytes(model)
             self.path = None
@@ -137,48 +245,6 @@ class LiteRTRunner:
         count = _model_tensor_count(content)
         # The model's own tensors; kernel temporaries come after them (see the module docstring).
         self._n_model_tensors = count
-
-    # -- inputs ------------------------------------------------------------------------------------
-
-    def _bind(self, inputs: Sequence | Mapping) -> list[np.ndarray]:
-        details = self.input_details
-        names = [d["name"] for d in details]
-        if isinstance(inputs, Mapping):
-            unknown = sorted(set(inputs) - set(names))
-            missing = [n for n in names if n not in inputs]
-            if unknown or missing:
-                raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
-            inputs = [inputs[n] for n in names]
-        else:
-            inputs = list(inputs)
-        if len(inputs) != len(details):
-            raise InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
-                              f"got {len(inputs)}")
-        bound = []
-        for value, d in zip(inputs, details):
-            arr = np.asarray(value)
-            want = np.dtype(d["dtype"])
-            if arr.dtype != want:
-                arr = self._cast(arr, want, d["name"])
-            shape = tuple(int(s) for s in d["shape"])
-            if arr.shape != shape:
-                raise InputError(f"input '{d['name']}': expected shape {list(shape)}, got {list(arr.shape)}")
-            bound.append(np.array(arr, order="C", copy=True))  # keeps 0-d arrays 0-d
-        return bound
-
-    @staticmethod
-    def _cast(arr: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
-        """Integers convert to another integer type when every value fits, floats to the float type
-        (as the NumPy interpreter accepts them); nothing else converts."""
-        if arr.dtype.kind == "f" and want.kind == "f":
-            return arr.astype(want)
-        if arr.dtype.kind in "iub" and want.kind in "iu":
-            info = np.iinfo(want)
-            if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
-                return arr.astype(want)
-            raise InputError(f"input '{name}': values outside the {want.name} range "
-                              f"[{info.min}, {info.max}]")
-        raise InputError(f"input '{name}': expected dtype {want.name}, got {arr.dtype.name}")
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -221,3 +287,280 @@ class LiteRTRunner:
         """LiteRT's details for the model's own tensors."""
         return [d for d in self._interp.get_tensor_details()
                 if self._n_model_tensors is None or d["index"] < self._n_model_tensors]
+
+
+# ------------------------------------------------------------------------------------------------
+# tflite-runtime (or any runtime) in another Python: a worker process
+
+
+#: The worker run by ``SubprocessRunner`` in the other Python.  Self-contained on purpose: it
+#: imports only numpy and tflite_runtime, never npmobilebert (which that Python may not have).
+#: argv: model path, resolver type name (BUILTIN_REF ...), the model's own tensor count (-1:
+#: unknown), threads, how many of the subgraph outputs are the model's own (-1: all).  Protocol on its original stdout (one JSON object a line; the runtime's own
+#: prints are redirected to stderr): first {"ok", "version", "inputs", "outputs"} or {"error"};
+#: then for each request line {"in": npz, "out": npz, "all": bool} from stdin, {"ok": true} or
+#: {"error"}.  Inputs are named "t<index>" in the .npz, results too.
+WORKER_SCRIPT = r"""
+import json, os, sys
+proto = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)      # whatever the runtime prints goes to stderr, not into the protocol
+
+
+def say(obj):
+    proto.write(json.dumps(obj) + "\n")
+    proto.flush()
+
+
+def error(e):
+    say({"error": " ".join(("%s: %s" % (type(e).__name__, e)).split())})
+
+
+try:
+    import numpy as np
+    from tflite_runtime import interpreter as tfl
+    import tflite_runtime
+    version = getattr(tflite_runtime, "__version__", "unknown version")
+except Exception as e:
+    error(e)
+    sys.exit(0)
+
+model_path, resolver = sys.argv[1], sys.argv[2]
+n_model, threads, n_outputs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+try:
+    it = tfl.Interpreter(model_path=model_path, num_threads=threads,
+                         experimental_op_resolver_type=getattr(tfl.OpResolverType, resolver),
+                         experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+except Exception as e:
+    say({"load_error": " ".join(str(e).split()), "version": version})
+    sys.exit(0)
+
+
+def details(ds):
+    return [{"name": d["name"], "index": int(d["index"]), "shape": [int(x) for x in d["shape"]],
+             "dtype": np.dtype(d["dtype"]).str} for d in ds]
+
+
+inputs, outputs = it.get_input_details(), it.get_output_details()
+if n_outputs >= 0:
+    outputs = outputs[:n_outputs]     # the others were added only to keep them from in-place reuse
+say({"ok": True, "version": version, "inputs": details(inputs), "outputs": details(outputs)})
+for line in sys.stdin:
+    try:
+        req = json.loads(line)
+        with np.load(req["in"]) as z:
+            for d in inputs:
+                it.set_tensor(d["index"], z["t%d" % d["index"]])
+        it.invoke()
+        out = {}
+        if req["all"]:
+            # get_tensor_details() lists only tensors with readable details; kernel temporaries
+            # (indices past the model's own tensors) are never touched: get_tensor on a shapeless
+            # one can crash the process.
+            for d in it.get_tensor_details():
+                i = int(d["index"])
+                if (n_model >= 0 and i >= n_model) or (n_model < 0 and not d["name"]):
+                    continue
+                try:
+                    out["t%d" % i] = np.array(it.get_tensor(i), copy=True)
+                except ValueError:
+                    continue      # e.g. "Tensor data is null"
+        else:
+            for d in outputs:
+                out["t%d" % d["index"]] = np.array(it.get_tensor(d["index"]), copy=True)
+        np.savez(req["out"], **out)
+        say({"ok": True})
+    except Exception as e:
+        error(e)
+"""
+
+
+def _can_import_tflite_runtime(python: str) -> bool:
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        import importlib.util
+        return importlib.util.find_spec("tflite_runtime") is not None
+    try:
+        return subprocess.run([python, "-c", "import tflite_runtime"], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def tflite_runtime_python(explicit: str | None = None) -> str:
+    """The Python to run tflite-runtime in: ``explicit``, else $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON,
+    else this interpreter when it can import tflite_runtime; otherwise a clear error."""
+    if explicit:
+        return explicit
+    env = os.environ.get(TFLITE_RUNTIME_PYTHON_ENV)
+    if env:
+        return env
+    if _can_import_tflite_runtime(sys.executable):
+        return sys.executable
+    raise NpMobileBertError(
+        "tflite-runtime is not installed here: pass --runtime-python PATH (a Python that can "
+        f"import tflite_runtime, e.g. a venv with tflite-runtime==2.14.0 and numpy<2) or set "
+        f"{TFLITE_RUNTIME_PYTHON_ENV}")
+
+
+class SubprocessRunner(_Runner):
+    """tflite-runtime's interpreter over a model, in a worker process of another Python.
+
+    The same ``run`` / ``run_all`` as ``LiteRTRunner``; ``name`` is e.g. "tflite-runtime 2.14.0".
+    The worker loads the model once and serves every run; ``close()`` (or ``with``) ends it.
+    """
+
+    def __init__(self, python_exe: str | os.PathLike, model_path: str | os.PathLike,
+                 resolver: str = "ref", num_threads: int = 1, timeout_s: float = 600.0):
+        if resolver not in RESOLVERS:
+            raise NpMobileBertError(f"unknown resolver '{resolver}': choose one of {', '.join(RESOLVERS)}")
+        self.python = os.fspath(python_exe)
+        self.path = os.fspath(model_path)
+        self.resolver = resolver
+        self.timeout_s = timeout_s
+        self.name = "tflite-runtime"
+        # tflite_runtime/interpreter.py turns AUTO into BUILTIN_WITHOUT_DEFAULT_DELEGATES when
+        # experimental_preserve_all_tensors is set (which run_all needs)
+        self.note = ("tflite-runtime runs the AUTO resolver as BUILTIN_WITHOUT_DEFAULT_DELEGATES when "
+                     "every tensor is kept: 'default' is 'builtin' here, without XNNPACK"
+                     if resolver == "default" else "")
+        self._proc = None
+        try:
+            with open(self.path, "rb") as f:
+                content = f.read()
+        except OSError as e:
+            raise NpMobileBertError(f"cannot read model {self.path}: {e.strerror or e}") from e
+        count = _model_tensor_count(content)
+        self._n_model_tensors = count
+        self._tmp = tempfile.TemporaryDirectory(prefix="npmobilebert_rt_")
+        load_path, n_outputs = os.path.abspath(self.path), -1
+        rewritten = _every_op_output_as_graph_output(content)
+        del content
+        if rewritten is not None:
+            # see the module docstring: intermediates that in-place kernels cannot overwrite
+            load_path = os.path.join(self._tmp.name, "model.tflite")
+            with open(load_path, "wb") as f:
+                f.write(rewritten[0])
+            n_outputs = len(rewritten[1])
+            del rewritten
+        self._stderr = open(os.path.join(self._tmp.name, "stderr.txt"), "w+b")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, "-c", WORKER_SCRIPT, load_path, _RESOLVER_TYPES[resolver],
+                 str(-1 if count is None else count), str(int(num_threads)), str(n_outputs)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                text=True, env=env, cwd=self._tmp.name)
+        except OSError as e:
+            self.close()
+            raise NpMobileBertError(f"cannot start {self.python} for tflite-runtime: "
+                                    f"{e.strerror or e}") from e
+        hello = self._reply("starting")
+        if "version" in hello:
+            self.name = f"tflite-runtime {hello['version']}"
+        if "load_error" in hello:
+            self.close()
+            raise NpMobileBertError(f"{self.name} cannot load the model: {_one_line(hello['load_error'])}")
+        if "error" in hello:
+            self.close()
+            raise NpMobileBertError(f"tflite-runtime does not run in {self.python}: {_one_line(hello['error'])}")
+        self.input_details = [dict(d, dtype=np.dtype(d["dtype"])) for d in hello["inputs"]]
+        self.output_details = [dict(d, dtype=np.dtype(d["dtype"])) for d in hello["outputs"]]
+
+    # -- the worker --------------------------------------------------------------------------------
+
+    def _stderr_tail(self) -> str:
+        try:
+            self._stderr.seek(0)
+            lines = [ln for ln in self._stderr.read().decode("utf-8", "replace").splitlines()
+                     if ln.strip() and not ln.startswith("INFO:")]
+        except (OSError, ValueError):
+            return ""
+        return _one_line(lines[-1]) if lines else ""
+
+    def _reply(self, doing: str) -> dict:
+        proc = self._proc
+        if proc is None:
+            raise NpMobileBertError(f"{self.name} worker is closed")
+        line = proc.stdout.readline()
+        if not line:
+            code = proc.wait()
+            tail = self._stderr_tail()
+            self.close()
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise NpMobileBertError(f"{self.name} ({self.python}) {how} while {doing}"
+                                    + (f": {tail}" if tail else ""))
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise NpMobileBertError(f"{self.name} worker said something unexpected: {_one_line(line)}") from None
+
+    def _request(self, inputs, everything: bool) -> dict[int, np.ndarray]:
+        bound = self._bind(inputs)
+        if self._proc is None:
+            raise NpMobileBertError(f"{self.name} worker is closed")
+        in_path = os.path.join(self._tmp.name, "in.npz")
+        out_path = os.path.join(self._tmp.name, "out.npz")
+        np.savez(in_path, **{f"t{d['index']}": a for a, d in zip(bound, self.input_details)})
+        if os.path.exists(out_path):
+            os.unlink(out_path)
+        try:
+            self._proc.stdin.write(json.dumps({"in": in_path, "out": out_path, "all": everything}) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reply (none) tells why
+        reply = self._reply("running the model")
+        if "error" in reply:
+            raise NpMobileBertError(f"{self.name} invoke failed: {_one_line(reply['error'])}")
+        with np.load(out_path) as z:
+            return {int(k[1:]): z[k] for k in z.files}
+
+    def run(self, inputs) -> list[np.ndarray]:
+        """Run once; the outputs in model output order."""
+        got = self._request(inputs, everything=False)
+        return [got[d["index"]] for d in self.output_details]
+
+    def run_all(self, inputs) -> dict[int, np.ndarray]:
+        """Run once; every model tensor the runtime can read, constants included, by index."""
+        return self._request(inputs, everything=True)
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if getattr(self, "_stderr", None) is not None:
+            self._stderr.close()
+            self._stderr = None
+        if getattr(self, "_tmp", None) is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def make_runner(runtime: str, model_path: str | os.PathLike, resolver: str = "ref",
+                python: str | None = None) -> _Runner:
+    """``"litert"`` (in process) or ``"tflite-runtime"`` (in ``python``, see tflite_runtime_python)."""
+    if runtime == "litert":
+        return LiteRTRunner(model_path, resolver=resolver)
+    if runtime == "tflite-runtime":
+        return SubprocessRunner(tflite_runtime_python(python), model_path, resolver=resolver)
+    raise NpMobileBertError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")

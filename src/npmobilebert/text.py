@@ -65,6 +65,7 @@ class Tokenizer:
     def encode(self, text: str, warn: bool = True) -> Encoded:
         if not isinstance(text, str):
             raise InputError("text must be a string")
+        _check_utf8(text)
         enc = self._tok.encode(normalize_tweet(text))   # adds [CLS] ... [SEP]
         ids, tokens = list(enc.ids), list(enc.tokens)
         truncated = len(ids) > self.seq_len
@@ -80,3 +81,15 @@ class Tokenizer:
         mask = np.zeros((1, self.seq_len), dtype=np.int32)
         mask[0, :n] = 1
         return Encoded(input_ids, mask, np.zeros((1, self.seq_len), dtype=np.int32), tokens, truncated)
+
+
+def _check_utf8(text: str) -> None:
+    """Refuse lone surrogates: what Python makes of non-UTF-8 bytes in a command-line argument
+    (surrogateescape), and what the tokenizer cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = ord(text[e.start])
+        # surrogateescape turns an undecodable byte b (0x80..0xff) into U+DC00 + b
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "a lone surrogate"
+        raise InputError(f"the text is not valid UTF-8 ({what} at character {e.start})") from None

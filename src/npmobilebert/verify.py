@@ -21,6 +21,7 @@ class VerifyReport:
     outputs_identical: int = 0       # inputs whose final outputs were identical
     labels_agree: int = 0            # inputs whose output argmax agreed
     first_input: int | None = None   # which input showed the first divergence
+    note: str = ""                   # what the runtime says about itself (e.g. a resolver fallback)
 
     @property
     def identical(self) -> bool:
@@ -34,13 +35,53 @@ class VerifyReport:
             "inputs": self.inputs, "tensors_compared": c.compared, "tensors_identical": c.identical,
             "identical": self.identical, "outputs_identical": self.outputs_identical,
             "labels_agree": self.labels_agree, "max_diff_by_op": c.max_diff_by_op,
+            "note": self.note or None,
             "first_divergence": None if first is None else {
                 "input": self.first_input, "tensor": first.name, "tensor_index": first.index,
                 "op_index": first.op_index, "op_type": first.op_type, "mismatched": first.mismatched,
-                "size": first.size, "max_diff": first.max_diff,
+                "size": first.size, "max_diff": first.max_diff, "pattern": first.pattern,
+                "known_issue": known_issue(model, first) or None,
+                "op_options": _op_options(model, first.op_index),
                 "op_inputs": describe_op_inputs(model, first.op_index)},
             "missing_in_runtime": c.missing,
         }
+
+
+def known_issue(model: Model, first) -> str:
+    """A known runtime bug that explains a first divergence, in one line ("" when none fits)."""
+    if first is None or first.op_index < 0 or first.op_type != "FULLY_CONNECTED":
+        return ""
+    op = model.operators[first.op_index]
+    weights = model.tensors[op.inputs[1]]
+    out = model.tensors[op.outputs[0]]
+    q = weights.quantization
+    if (q is not None and len(q.scales) > 1 and len(out.shape) > 2
+            and first.computed_prefix == int(out.shape[0]) * int(out.shape[1])):
+        # reference_integer_ops::FullyConnectedPerChannel of older TFLite only DCHECKs a 2-D
+        # output, then takes batches = Dims(0), depth = Dims(1).  Measured in tflite-runtime
+        # 2.14.0: its ref resolver (int8 and int16 activations) and its builtin resolver (int16).
+        return ("a bug of older TFLite's per-channel FULLY_CONNECTED reference code (tflite-runtime "
+                "2.14.0 has it): it assumes a 2-D output and takes dims 0 and 1 as batches x "
+                f"depth, so for this {len(out.shape)}-D output {list(out.shape)} (keep_num_dims) it "
+                f"computes only the first {first.computed_prefix} values; the per-channel scales "
+                "it does apply")
+    return ""
+
+
+def _op_options(model: Model, op_index: int) -> dict:
+    if op_index < 0:
+        return {}
+    options = getattr(model.operators[op_index], "options", None)
+    return dict(options) if isinstance(options, dict) else {}
+
+
+def _scales(q) -> object:
+    scales = q.scales
+    if len(scales) <= 4:
+        return scales.tolist()
+    axis = getattr(q, "quantized_dimension", None)
+    return (f"{len(scales)} per-channel scales" + (f" on axis {axis}" if axis is not None else "")
+            + f" in [{float(scales.min()):.6g}, {float(scales.max()):.6g}]")
 
 
 def describe_op_inputs(model: Model, op_index: int) -> list[dict]:
@@ -52,12 +93,15 @@ def describe_op_inputs(model: Model, op_index: int) -> list[dict]:
             continue
         t = model.tensors[i]
         q = t.quantization
+        zps = None if q is None else q.zero_points
         out.append({"tensor": t.name, "dtype": t.type_name, "shape": list(t.shape),
                     "constant": t.data is not None,
-                    "scale": None if q is None else (q.scales.tolist() if len(q.scales) <= 4
-                                                     else f"{len(q.scales)} per-channel scales"),
-                    "zero_point": None if q is None else (q.zero_points.tolist() if len(q.zero_points) <= 4
-                                                          else f"{len(q.zero_points)} values")})
+                    "per_channel": q is not None and len(q.scales) > 1,
+                    "scale": None if q is None else _scales(q),
+                    "zero_point": None if q is None else (
+                        zps.tolist() if len(zps) <= 4 else
+                        f"{len(zps)} values" + (", all 0" if not zps.any() else
+                                                f" in [{int(zps.min())}, {int(zps.max())}]"))})
     return out
 
 
@@ -66,7 +110,8 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
     """Run both engines on every input set and fold the comparisons into one report."""
     from .runtime import runtime_name
 
-    report = VerifyReport(model.path or "<bytes>", against, runtime_name())
+    name = getattr(runner, "name", None) or runtime_name()
+    report = VerifyReport(model.path or "<bytes>", against, name, note=getattr(runner, "note", "") or "")
     for k, arrays in enumerate(inputs_list):
         ours = interpreter.run_all(arrays)
         theirs = runner.run_all(arrays)
@@ -87,8 +132,10 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
 
 def format_report(report: VerifyReport, model: Model) -> str:
     c = report.comparison
-    lines = [f"verify {report.model_path} against LiteRT '{report.against}' resolver ({report.runtime})",
-             f"inputs: {report.inputs}",
+    lines = [f"verify {report.model_path} against {report.runtime}, '{report.against}' resolver"]
+    if report.note:
+        lines.append(f"note: {report.note}")
+    lines += [f"inputs: {report.inputs}",
              f"tensors compared: {c.compared}, identical: {c.identical}"
              f" ({100.0 * c.identical / max(c.compared, 1):.2f}%)",
              f"final outputs identical: {report.outputs_identical}/{report.inputs}, "
@@ -105,6 +152,14 @@ def format_report(report: VerifyReport, model: Model) -> str:
         lines.append(f"first divergence (input {report.first_input}): op {first.op_index} {first.op_type}"
                      f" -> tensor {first.index} '{first.name}' ({first.dtype}):"
                      f" {first.mismatched}/{first.size} values differ, max {first.max_diff}")
+        if first.pattern:
+            lines.append(f"    where: {first.pattern}")
+        hint = known_issue(model, first)
+        if hint:
+            lines.append(f"    known issue: {hint}")
+        options = _op_options(model, first.op_index)
+        if options:
+            lines.append("    options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
         for d in describe_op_inputs(model, first.op_index):
             kind = "const" if d["constant"] else "act"
             lines.append(f"    input {d['tensor']} {d['dtype']} {d['shape']} {kind}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError, ModelFormatError
 from .base import OpContext, PreparedOp, register, zero_point_of
 
 
@@ -92,7 +93,6 @@ def prepare_gather(ctx: OpContext) -> PreparedOp:
         params, indices = inputs[0], inputs[1]
         limit = params.shape[axis]
         if indices.size and (indices.min() < 0 or indices.max() >= limit):
-            from ..errors import InputError
             bad = int(indices[(indices < 0) | (indices >= limit)].flat[0])
             raise InputError(f"operator {ctx.op.index} (GATHER): index {bad} is outside [0, {limit})"
                              f" of tensor '{x_t.name}'")
@@ -102,12 +102,27 @@ def prepare_gather(ctx: OpContext) -> PreparedOp:
 
 @register("PAD", "PADV2")
 def prepare_pad(ctx: OpContext) -> PreparedOp:
-    """pad.cc: quantized tensors pad with the output zero point (PAD) or the given value (PADV2)."""
-    out_t = ctx.outputs[0]
+    """pad.cc: quantized tensors pad with the output zero point (PAD) or the given value (PADV2).
+
+    Like pad.cc's Prepare, the paddings are checked against the shapes before anything is
+    allocated: a corrupt model must not make np.pad build a huge array.
+    """
+    x_t, pads_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     default_value = zero_point_of(out_t) if out_t.quantization is not None else 0
 
+    def checked(paddings: np.ndarray) -> np.ndarray:
+        pads = np.asarray(paddings).astype(np.int64).reshape(-1, 2)
+        if pads.shape[0] != len(x_t.shape) or (pads < 0).any() or \
+                tuple(np.asarray(x_t.shape) + pads.sum(axis=1)) != tuple(out_t.shape):
+            raise ModelFormatError(
+                f"operator {ctx.op.index} (PAD): paddings {pads.tolist()} do not turn shape "
+                f"{list(x_t.shape)} into the declared {list(out_t.shape)}")
+        return pads
+
+    constant_pads = checked(pads_t.data) if pads_t.data is not None else None
+
     def run(inputs):
-        pads = inputs[1].astype(np.int64).reshape(-1, 2)
+        pads = constant_pads if constant_pads is not None else checked(inputs[1])
         value = inputs[2].reshape(()) if len(inputs) > 2 and inputs[2] is not None else default_value
         return [np.pad(inputs[0], pads, mode="constant", constant_values=value)]
     return PreparedOp(ctx, run, {"pad_value": default_value}, "tflite/kernels/pad.cc")
