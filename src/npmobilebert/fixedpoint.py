@@ -265,7 +265,11 @@ def requantize_double(acc, effective_scale):
 
     ``acc`` holds exact integers (any int or float dtype); the result is float64 integers.
     """
-    return round_half_away(np.asarray(acc, dtype=np.float64) * effective_scale)
+    scaled = np.asarray(acc, dtype=np.float64) * effective_scale
+    rounded = np.rint(scaled)               # ties to even: differs from C's round() on ties only
+    if np.any(np.abs(scaled - rounded) == 0.5):
+        return round_half_away(scaled)      # rare exact ties: take the slow exact path
+    return rounded
 
 
 # ----------------------------------------------------------------------------------------------

@@ -206,3 +206,24 @@ def float32_of_exact(func, x: np.ndarray) -> np.ndarray:
     if libm_func is None or x.size == 0:
         return func(x.astype(np.float64)).astype(np.float32)
     return np.asarray(libm_func(x), dtype=np.float32).reshape(x.shape)
+
+
+class Int8PairTable:
+    """A binary int8 op as a 256 x 256 table of its results, built on first use.
+
+    Quantized ADD / SUB / MUL compute each output element from the two input values alone, so
+    every possible result can be computed once -- with the very same integer arithmetic -- and
+    the op becomes one gather: far fewer NumPy passes than the ~20 of the fixed-point pipeline.
+    Built lazily, so opening a model stays cheap; 64 KiB per op.
+    """
+
+    def __init__(self, compute):
+        self.compute = compute          # (int8 array, int8 array) -> output array, broadcasting
+        self.table = None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.table is None:
+            values = np.arange(256, dtype=np.uint8).view(np.int8)   # int8 values in uint8 order
+            self.table = self.compute(values[:, None], values[None, :]).reshape(-1)
+        index = (a.view(np.uint8).astype(np.intp) << 8) | b.view(np.uint8)   # broadcasts
+        return self.table[index]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import fixedpoint as fp
-from .base import (OpContext, PreparedOp, activation_range, clamp_cast, float_activation, register,
-                   scale_of, zero_point_of)
+from .base import (Int8PairTable, OpContext, PreparedOp, activation_range, clamp_cast,
+                   float_activation, register, scale_of, zero_point_of)
 
 _FLOAT_OPS = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}
 
@@ -60,20 +60,28 @@ def _prepare_add_sub(ctx: OpContext, activation: str) -> PreparedOp:
     lo, hi = activation_range(activation, out_t)
     sign = 1 if ctx.op.opcode == "ADD" else -1
 
-    def run(inputs):
-        a = fp.multiply_by_quantized_multiplier(
-            (inputs[0].astype(np.int64) + o1) << left_shift, m1, sh1)
-        b = fp.multiply_by_quantized_multiplier(
-            (inputs[1].astype(np.int64) + o2) << left_shift, m2, sh2)
+    def compute(x1, x2):
+        a = fp.multiply_by_quantized_multiplier((x1.astype(np.int64) + o1) << left_shift, m1, sh1)
+        b = fp.multiply_by_quantized_multiplier((x2.astype(np.int64) + o2) << left_shift, m2, sh2)
         raw = fp.wrap_int32(a + sign * b)
         out = fp.multiply_by_quantized_multiplier(raw, mo, sho) + out_zp
-        return [clamp_cast(out, lo, hi, out_t.dtype)]
+        return clamp_cast(out, lo, hi, out_t.dtype)
+
+    run = _elementwise_runner(compute, a_t)
 
     params = {"left_shift": left_shift, "input1_multiplier": m1, "input1_shift": sh1,
               "input2_multiplier": m2, "input2_shift": sh2, "output_multiplier": mo,
               "output_shift": sho, "input1_offset": o1, "input2_offset": o2,
               "output_offset": out_zp, "activation_min": lo, "activation_max": hi}
     return PreparedOp(ctx, run, params, f"tflite/kernels/internal/reference/integer_ops/add.h ({ctx.op.opcode})")
+
+
+def _elementwise_runner(compute, input_tensor):
+    """int8: a lazily built table of every result (Int8PairTable); int16: compute directly."""
+    if input_tensor.dtype == np.int8:
+        table = Int8PairTable(compute)
+        return lambda inputs: [table(inputs[0], inputs[1])]
+    return lambda inputs: [compute(inputs[0], inputs[1])]
 
 
 def _general_int16_scales(*tensors) -> bool:
@@ -92,10 +100,12 @@ def _prepare_mul(ctx: OpContext, activation: str) -> PreparedOp:
     o1, o2, out_zp = -zero_point_of(a_t), -zero_point_of(b_t), zero_point_of(out_t)
     lo, hi = activation_range(activation, out_t)
 
-    def run(inputs):
-        prod = (inputs[0].astype(np.int64) + o1) * (inputs[1].astype(np.int64) + o2)
+    def compute(x1, x2):
+        prod = (x1.astype(np.int64) + o1) * (x2.astype(np.int64) + o2)
         out = fp.multiply_by_quantized_multiplier(fp.wrap_int32(prod), multiplier, shift) + out_zp
-        return [clamp_cast(out, lo, hi, out_t.dtype)]
+        return clamp_cast(out, lo, hi, out_t.dtype)
+
+    run = _elementwise_runner(compute, a_t)
 
     params = {"real_multiplier": float(real), "output_multiplier": multiplier, "output_shift": shift,
               "input1_offset": o1, "input2_offset": o2, "output_offset": out_zp,
