@@ -64,16 +64,21 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     effective_scale = (np.float64(scale_of(x_t)) * w_scales.astype(np.float64)
                        / np.float64(scale_of(out_t)))
     lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
-    weights = w_t.data.reshape(units, depth).astype(np.int64) + w_offset     # [units, depth]
-    # sum((x + x_off) * w) = x @ w + x_off * sum(w): fold the input offset into the bias once
-    folded_bias = x_offset * weights.sum(axis=1)
+    weights = w_t.data.reshape(units, depth)                                 # [units, depth] int8
+    # sum((x + x_off) * (w + w_off)) = x @ (w + w_off) + x_off * sum(w + w_off): the input offset
+    # folds into the bias once
+    weight_sums = weights.sum(axis=1, dtype=np.int64) + depth * w_offset
+    folded_bias = x_offset * weight_sums
     if bias_t is not None:
         if bias_t.data is None:
             raise ctx.unsupported("a non-constant bias is not supported")
         folded_bias = folded_bias + bias_t.data.astype(np.int64)
     x_limit = max(abs(v) for v in dtype_limits(x_t.dtype))
-    gemm_type = gemm_float_type(depth, x_limit, int(np.abs(weights).max(initial=0)))
-    weights_t = np.ascontiguousarray(weights.T.astype(gemm_type))          # [depth, units]
+    w_limit = max(abs(int(weights.min(initial=0)) + w_offset), abs(int(weights.max(initial=0)) + w_offset))
+    gemm_type = gemm_float_type(depth, x_limit, w_limit)
+    weights_t = weights.T.astype(gemm_type, order="C")                      # [depth, units]
+    if w_offset:
+        weights_t += gemm_type(w_offset)                                     # exact: small ints
     folded_bias = folded_bias.astype(np.float64)                          # exact: |bias| < 2**53
 
     def run(inputs):
