@@ -145,8 +145,9 @@ def run(model_path, text, ids_text, trace_level, save_path):
 
 @main.command()
 @model_option
-@click.option("--against", type=click.Choice(["ref", "builtin", "default"]), default="ref",
-              show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK.")
+@click.option("--against", type=str, default="ref", metavar="ref|builtin|default|RUN.npz",
+              show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
+              "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
 @click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
               help="Compare on N random inputs (default 5 when no --text/--ids is given).")
 @click.option("--text", "texts", multiple=True, help="A text to compare on (repeatable).")
@@ -175,6 +176,10 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     from .runtime import make_runner, tflite_runtime_python
     from .verify import format_report, verify as run_verify
 
+    if against not in ("ref", "builtin", "default"):
+        _verify_dump(model_path, against, json_path,
+                     given=[n_random is not None, texts, ids_list, texts_file, runtime != "litert",
+                            runtime_python])
     if json_path:
         check_writable(json_path)   # now, not after the comparison
     model = _load(model_path)
@@ -206,6 +211,274 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
         save_json(json_path, report.to_json(model))
     ok = report.identical if against == "ref" else report.labels_agree == report.inputs
     sys.exit(0 if ok else 1)
+
+
+def _verify_dump(model_path, dump_path, json_path, given):
+    """verify --against RUN.npz: recompute a dump's runs with the NumPy interpreter (dump.py)."""
+    from .dump import verify_dump
+    from .fileio import check_writable, save_json
+    from .verify import format_report
+
+    if not dump_path.endswith(".npz") and not os.path.isfile(dump_path):
+        raise InputError(f"--against takes ref, builtin, default or a dump (.npz), got '{dump_path}'")
+    if not os.path.isfile(dump_path):
+        raise InputError(f"--against {dump_path}: no such file")
+    if any(given):
+        raise InputError("--against RUN.npz recomputes the dump's own inputs: --random, --text, --ids, "
+                         "--file and --runtime do not apply")
+    if json_path:
+        check_writable(json_path)
+    model = _load(model_path)
+    report = verify_dump(model, dump_path)
+    click.echo(format_report(report, model))
+    if json_path:
+        save_json(json_path, report.to_json(model))
+    ok = report.identical if report.against == "ref" else report.labels_agree == report.inputs
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@model_option
+@click.option("--text", "texts", multiple=True, help="A text to run (repeatable; needs tokenizers).")
+@click.option("--ids", "ids_list", multiple=True, help="Token ids to run, e.g. '101 7592 102' (repeatable).")
+@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
+              help="N runs on random inputs (default 1 when no --text/--ids is given).")
+@click.option("--resolver", type=click.Choice(["ref", "builtin", "default"]), default="ref", show_default=True,
+              help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="The .npz to write (every tensor by name, the inputs, metadata).")
+def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_path):
+    """Run LiteRT and save every tensor of each run to an .npz (for 'verify --against RUN.npz').
+
+    Made for a device with only LiteRT (or tflite-runtime) and numpy: with --ids or --random no
+    tokenizer is loaded. Several runs go into one file under run0/, run1/, ... (see dump.py).
+    """
+    from .dump import dump_runs, parse_ids_list
+    from .fileio import check_writable
+    from .inputs import InputMaker
+
+    check_writable(out_path)
+    model = _load(model_path)
+    maker = InputMaker(model)
+    inputs = [maker.from_text(t).arrays for t in texts]
+    inputs += [maker.from_ids(ids).arrays for ids in parse_ids_list(ids_list)]
+    if n_random is None:
+        n_random = 0 if inputs else 1
+    rng = np.random.default_rng(seed)
+    inputs += [maker.random(rng).arrays for _ in range(n_random)]
+    if not inputs:
+        raise InputError("nothing to dump: give --random N, --text or --ids")
+    with click.progressbar(length=len(inputs), label="dumping", file=sys.stderr, show_pos=True) as bar:
+        meta = dump_runs(model.path, inputs, out_path, resolver=resolver, threads=threads, seed=seed,
+                         progress=lambda k: bar.update(1))
+    click.echo(f"dumped {meta['runs']} run(s), {len(meta['tensors'])} tensors each, of "
+               f"{meta['model_file']} (sha256 {meta['model_sha256'][:12]}...) with {meta['runtime']}, "
+               f"'{resolver}' resolver, to {out_path}")
+    if meta.get("not_readable"):
+        click.echo(f"not readable in the runtime: {len(meta['not_readable'])} tensors", err=True)
+
+
+@main.command()
+@click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="A .tflite file (repeatable; default: the shipped model).")
+@click.option("--engine", "engines", multiple=True, metavar="ENGINE",
+              help="litert (XNNPACK), litert-builtin, litert-ref, numpy, numpy-trace, tflite-runtime "
+              "(repeatable; default: litert, litert-ref, numpy).")
+@click.option("--threads", "threads", multiple=True, type=click.IntRange(1, 1024),
+              help="Thread count (repeatable; default 1).")
+@click.option("--seq", type=click.IntRange(2, None), default=None,
+              help="Length of the padded input set (default: the model's sequence length).")
+@click.option("--runs", type=click.IntRange(1, None), default=20, show_default=True,
+              help="Timed runs per input set.")
+@click.option("--warmup", type=click.IntRange(0, None), default=3, show_default=True)
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False, exists=True),
+              help="Tweets for the real-length set: a TSV with a 'text' column, or one a line "
+              "(default: random lengths).")
+@click.option("--batch", type=click.IntRange(1, None), default=8, show_default=True,
+              help="Batch size for throughput where the model's batch dimension is free.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runtime-python", type=click.Path(dir_okay=False), default=None,
+              help="A Python with tflite_runtime for --engine tflite-runtime "
+              "(default: $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON, else this one).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Draw a PNG chart (needs matplotlib: the [plot] extra).")
+def bench(models, engines, threads, seq, runs, warmup, texts_file, batch, seed, runtime_python,
+          json_path, plot_path):
+    """Latency (p50/p90/p99), throughput, open time and peak memory per model x engine x threads.
+
+    Each measurement runs in a fresh process, one after the other, so that medians are taken side
+    by side and memory peaks do not mix. See bench.py.
+    """
+    from .bench import ENGINES, format_results, plot, run_bench
+    from .fileio import check_writable, save_json
+
+    for path in (json_path, plot_path):
+        if path:
+            check_writable(path)
+    engines = list(engines) or ["litert", "litert-ref", "numpy"]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise InputError(f"unknown engine '{bad[0]}': choose from {', '.join(ENGINES)}")
+    models = [str(m) for m in models] or [str(default_model_path())]
+    threads = list(threads) or [1]
+    texts = read_texts(texts_file) if texts_file else None
+    total = len(models) * len(engines) * len(threads)
+    with click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda r: r and f"{r['model']} {r['engine']} x{r['threads']}") as bar:
+        data = run_bench(models, engines, threads, runs=runs, warmup=warmup, seq=seq, texts=texts,
+                         seed=seed, batch=batch, tflite_runtime_python=runtime_python,
+                         progress=lambda row: bar.update(1, row))
+    click.echo(format_results(data))
+    if json_path:
+        save_json(json_path, data)
+    if plot_path:
+        plot(data, plot_path)
+        click.echo(f"chart: {plot_path}")
+
+
+# -- explain, lint, layer-error (teaching and diagnosis) ------------------------------------------
+
+def _inputs_for(maker, texts, ids_list, n_random, seed, default_random=0):
+    """Input sets from texts, id lists and N seeded random inputs (what lint/layer-error run on)."""
+    sets = [maker.from_text(t) for t in texts] + [maker.from_ids(_parse_ids(s)) for s in ids_list]
+    if n_random is None:
+        n_random = 0 if sets else default_random
+    rng = np.random.default_rng(seed)
+    return sets + [maker.random(rng) for _ in range(n_random)]
+
+
+def _parse_index(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(tok) for tok in text.replace(",", " ").split())
+    except ValueError:
+        raise InputError(f"--index takes whole numbers separated by commas, got '{text}'") from None
+
+
+@main.command()
+@model_option
+@click.option("--op", "op_index", type=int, required=True, help="The op's index (as `run -t` numbers them).")
+@click.option("--index", "index_text", help="The output element, e.g. 0,3,17 (default: largest |value|).")
+@click.option("--text", help="The input text (default: seeded random token ids).")
+@click.option("--ids", "ids_text", help="Token ids instead of text.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input.")
+def explain(model_path, op_index, index_text, text, ids_text, seed):
+    """One output element of one op, computed step by step with the actual numbers.
+
+    Exit 0 when the explanation reproduces the interpreter's element, 1 when it does not.
+    """
+    from .explain import explain as explain_element
+    from .inputs import InputMaker
+    from .interpreter import Interpreter
+
+    if text is not None and ids_text is not None:
+        raise InputError("give --text or --ids, not both")
+    model = _load(model_path)
+    interp = Interpreter(model)
+    if not 0 <= op_index < len(interp.plan):
+        raise InputError(f"op {op_index} does not exist: the model has ops 0 to {len(interp.plan) - 1}")
+    maker = InputMaker(model)
+    if text is not None:
+        made = maker.from_text(text)
+    elif ids_text is not None:
+        made = maker.from_ids(_parse_ids(ids_text))
+    else:
+        made = maker.random(np.random.default_rng(seed))
+        click.echo(f"input: random (seed {seed})")
+    if made.tokens:
+        click.echo("tokens: " + " ".join(made.tokens))
+    values = interp.run_all(made.arrays)
+    result = explain_element(interp, values, op_index, _parse_index(index_text) if index_text else None)
+    click.echo(result.text())
+    sys.exit(0 if result.matches else 1)
+
+
+@main.command()
+@model_option
+@click.option("--text", "texts", multiple=True, help="A text to run (repeatable).")
+@click.option("--ids", "ids_list", multiple=True, help="Token ids to run (repeatable).")
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
+              help="Texts: a TSV with a 'text' column, or one text per line.")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
+@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
+              help="N seeded random inputs (default 10 when no text is given).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path):
+    """Quantization health checks: saturation, collapsed softmax, few levels, weight zero points,
+    per-channel scale spread, accumulator headroom. Exit 0 when clean, 1 on findings."""
+    from .fileio import check_writable, save_json
+    from .inputs import InputMaker
+    from .interpreter import Interpreter
+    from .lint import format_lint, lint_json, lint_model
+
+    if json_path:
+        check_writable(json_path)
+    model = _load(model_path)
+    interp = Interpreter(model)
+    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
+    sets = _inputs_for(InputMaker(model), texts, ids_list, n_random, seed, default_random=10)
+    linter = lint_model(model, interp, [s.arrays for s in sets])
+    click.echo(format_lint(model, linter, len(sets)))
+    report = lint_json(model, linter, len(sets))
+    if json_path:
+        save_json(json_path, report)
+    sys.exit(1 if report["findings"] else 0)
+
+
+@main.command("layer-error")
+@click.option("-m", "--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="The quantized .tflite (default: the shipped model).")
+@click.option("--float", "float_path", type=click.Path(dir_okay=False), required=True,
+              help="A float .tflite of the same network.")
+@click.option("--text", "texts", multiple=True, help="A text to run (repeatable).")
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
+              help="Texts: a TSV with a 'text' column, or one text per line.")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
+@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
+              help="N seeded random inputs (default 5 when no text is given).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--all", "all_tensors", is_flag=True, help="Also list shape ops (their error is their input's).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw SQNR and cosine per op to this PNG (needs the [plot] extra: matplotlib).")
+def layer_error_command(model_path, float_path, texts, texts_file, limit, n_random, seed, all_tensors,
+                        json_path, plot_path):
+    """Per-layer error of a quantized model against a float model of the same network: SQNR,
+    cosine similarity, max and mean |error| per matched tensor."""
+    from .fileio import check_writable, save_json
+    from .inputs import InputMaker
+    from .interpreter import Interpreter
+    from .layer_error import format_report, layer_error, plot_report
+    from .model import load_model
+
+    for path in (json_path, plot_path):
+        if path:
+            check_writable(path)
+    quant, floating = _load(model_path), load_model(float_path)
+    q_interp, f_interp = Interpreter(quant), Interpreter(floating)
+    q_maker, f_maker = InputMaker(quant), InputMaker(floating)
+    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
+    q_sets = _inputs_for(q_maker, texts, [], n_random, seed, default_random=5)
+    # the float model gets the same token ids (random ones included)
+    f_sets = [f_maker.from_ids(_ids_of(q_maker, s)) if q_maker.is_bert else s for s in q_sets]
+    with click.progressbar(length=len(q_sets), label="running both models", file=sys.stderr,
+                           show_pos=True) as bar:
+        report = layer_error(quant, floating, q_interp, f_interp, [s.arrays for s in q_sets],
+                             [s.arrays for s in f_sets], progress=lambda k: bar.update(1))
+    click.echo(format_report(report, all_tensors))
+    if json_path:
+        save_json(json_path, report.to_json())
+    if plot_path:
+        plot_report(report, plot_path)
+        click.echo(f"plot: {plot_path}")
+
+
+def _ids_of(maker, made) -> list[int]:
+    ids = made.arrays[maker.roles.index("ids")]
+    return ids.reshape(-1, maker.seq_len)[0, :made.length].tolist()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -45,7 +45,11 @@ class Tokenizer:
     """BERT uncased WordPiece with ``[CLS] ... [SEP]`` and padding to the model's length."""
 
     def __init__(self, vocab_text: str, seq_len: int):
-        from tokenizers import BertWordPieceTokenizer
+        try:
+            from tokenizers import BertWordPieceTokenizer
+        except ImportError:   # a minimal install on a device (docs/device.md)
+            raise InputError("text needs the tokenizers package (pip install tokenizers); "
+                             "or give token ids (--ids)") from None
 
         vocab = {}
         for line in vocab_text.splitlines():

@@ -6,6 +6,10 @@ Level 1 (-t):   one line per op: index, op, output tensor, shape, dtype, scale/z
 Level 2 (-tt):  + the op's prepared internals (multipliers, shifts, offsets) and the TFLite
                 source it mirrors.
 Level 3 (-ttt): + every input's quantization and value samples of inputs and outputs.
+
+At every level an op that a lint check flags on this run (lint.py: saturation beyond the
+intended clamps, a collapsed softmax, few levels, asymmetric weights, ...) ends its line with
+``! <what>``; ``npmobilebert lint`` gives the numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from .kernels import PreparedOp
 from .kernels.base import dtype_limits
+from .lint import Linter
 
 
 def _quant_text(tensor) -> str:
@@ -57,15 +62,21 @@ def _format_param(value) -> str:
 
 
 def make_tracer(level: int, write: Callable[[str], None]):
-    """An observer for Interpreter.run that writes trace lines at the given level (1..3)."""
+    """An observer for Interpreter.run that writes trace lines at the given level (1..3).
+
+    One observer traces one run (the lint marker learns the graph's mask inputs as they go by)."""
+    linter = Linter()
+    linter.start_run()
 
     def observe(step: PreparedOp, inputs: list, outputs: list) -> None:
         op = step.ctx.op
+        flags = linter.observe(step, inputs, outputs)
+        marker = ("  ! " + "; ".join(dict.fromkeys(f.short for f in flags))) if flags else ""
         for tensor, out in zip(step.ctx.outputs, outputs):
             stats = f" min {out.min():.6g} max {out.max():.6g}" if out.size else ""
             write(f"{op.index:4d} {op.opcode:<16} {tensor.name[:60]:<60} "
                   f"{str(list(out.shape)):<16} {tensor.type_name:<8} {_quant_text(tensor)}"
-                  f"{stats}{_clamp_count(step, out)}")
+                  f"{stats}{_clamp_count(step, out)}{marker}")
         if level >= 2:
             if step.params:
                 write("       params: " + ", ".join(f"{k}={_format_param(v)}"

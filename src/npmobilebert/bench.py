@@ -1,0 +1,306 @@
+"""Benchmarks: latency, throughput, open time and peak memory of every engine on every model.
+
+    npmobilebert bench -m a.tflite -m b.tflite --engine litert --engine numpy --threads 1 --threads 2 \\
+        --file tweets.tsv --runs 50 --json bench.json --plot bench.png
+
+Every (model, engine, threads) is measured in a fresh worker process (``bench_worker.py``), one
+after the other within one invocation, so that the medians and their ratios are taken side by
+side on the same machine state, and peak memory (``ru_maxrss``) belongs to that engine alone.
+Times are taken inside the worker, around ``set inputs + invoke + read outputs`` (no IPC).
+
+Engines (``ENGINES``):
+
+* ``litert``          ai-edge-litert, default resolver (optimized kernels + XNNPACK)
+* ``litert-builtin``  ai-edge-litert, optimized kernels without XNNPACK
+* ``litert-ref``      ai-edge-litert, reference kernels (what the NumPy interpreter matches)
+* ``numpy``           the NumPy interpreter, ``Interpreter.run``
+* ``numpy-trace``     the NumPy interpreter keeping every intermediate, ``Interpreter.run_all``
+* ``tflite-runtime``  tflite-runtime (default resolver) in the Python named by ``--runtime-python``
+  or $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON (or this one if it has it); "not supported" otherwise
+
+Two input sets per measurement, both cycled through ``--runs`` timed runs after ``--warmup``:
+``real`` -- tweet lengths (the texts of ``--file``, tokenized with the model's vocab) or random
+lengths; ``padded`` -- every input ``--seq`` tokens long (default: the model's sequence length).
+The graphs have fixed shapes, so both sets cost the same unless a runtime skips padding.
+Throughput is batched where the model's batch dimension is free (shape signature -1), else it
+is sequential: runs / total time of the ``real`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+ENGINES = ("litert", "litert-builtin", "litert-ref", "numpy", "numpy-trace", "tflite-runtime")
+WORKER = Path(__file__).with_name("bench_worker.py")
+SRC_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def machine_info(tflite_runtime_python: str | None = None) -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+            "cpu": cpu, "cpu_count": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    try:
+        from .runtime import runtime_name
+        info["litert"] = runtime_name()
+    except Exception:  # noqa: BLE001 - no runtime here
+        info["litert"] = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            info["mem_total_gb"] = round(int(f.readline().split()[1]) / (1 << 20), 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    if tflite_runtime_python:
+        info["tflite_runtime_python"] = tflite_runtime_python
+    return info
+
+
+def make_input_sets(model_path: str, runs: int, seq: int | None, texts: list[str] | None,
+                    seed: int, out_path: str) -> dict:
+    """Write the two input sets for one model to ``out_path``; what they are."""
+    from .fileio import save_npz
+    from .inputs import InputMaker
+    from .model import load_model
+
+    model = load_model(model_path)
+    maker = InputMaker(model)
+    rng = np.random.default_rng(seed)
+    n = max(1, min(runs, 256))
+    if texts:
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            made = [maker.from_text(t) for t in texts[:n]]
+        truncated = sum("truncated" in str(w.message) for w in caught)
+        source = f"{len(made)} tweets" + (f" ({truncated} truncated to {maker.seq_len} tokens)"
+                                          if truncated else "")
+    else:
+        made = [maker.random(rng) for _ in range(n)]
+        source = f"{len(made)} random lengths"
+    full = maker.seq_len if maker.is_bert else 0
+    pad_len = int(seq or full)
+    if maker.is_bert and not 2 <= pad_len <= full:
+        raise InputError(f"--seq {pad_len}: the model {os.path.basename(model_path)} takes 2 to {full} tokens")
+    if maker.is_bert:
+        low = min(999, maker.vocab_size // 2)
+        padded = [maker.from_ids([101] + rng.integers(low, maker.vocab_size, pad_len - 2).tolist() + [102])
+                  for _ in range(n)]
+    else:
+        padded = [maker.random(rng) for _ in range(n)]
+    names = [model.tensors[i].name for i in model.inputs]
+    arrays = {}
+    for set_name, items in (("real", made), ("padded", padded)):
+        for i, name in enumerate(names):
+            arrays[f"{set_name}/{name}"] = np.stack([m.arrays[i] for m in items])
+    lengths = [m.length for m in made]
+    arrays["real_lengths"] = np.array(lengths, dtype=np.int32)
+    save_npz(out_path, arrays)
+    return {"inputs": source, "mean_tokens": float(np.mean(lengths)) if lengths else None,
+            "padded_tokens": pad_len, "seq_len": full}
+
+
+def run_worker(spec: dict, workdir: str, python: str | None = None, timeout_s: float = 3600) -> dict:
+    """One measurement in a fresh process (see bench_worker.py)."""
+    spec_path = os.path.join(workdir, "spec.json")
+    with open(spec_path, "w", encoding="utf-8") as f:
+        json.dump(spec, f)
+    threads = str(spec["threads"])
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    if python is None:
+        cmd = [sys.executable, "-m", "npmobilebert.bench", "--worker", spec_path]
+        env["PYTHONPATH"] = SRC_DIR + os.pathsep + env.get("PYTHONPATH", "")
+    else:
+        cmd = [python, str(WORKER), spec_path]      # another Python: the worker file, self-contained
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=workdir)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"timed out after {timeout_s:.0f} s"}
+    except OSError as e:
+        return {"status": "not supported", "reason": f"cannot start {cmd[0]}: {e.strerror or e}"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("INFO:")]
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        return {"status": "error", "reason": f"worker {how}" + (f": {tail[-1][:300]}" if tail else "")}
+
+
+def run_bench(models: list[str], engines: list[str], threads: list[int], runs: int = 20,
+              warmup: int = 3, seq: int | None = None, texts: list[str] | None = None, seed: int = 0,
+              batch: int = 8, tflite_runtime_python: str | None = None, progress=None) -> dict:
+    """Measure every model x engine x threads; {"machine": ..., "results": [...]}."""
+    from .info import model_info
+    from .model import load_model
+
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise InputError(f"unknown engine {bad[0]}: choose from {', '.join(ENGINES)}")
+    trt_python, trt_reason = None, ""
+    if "tflite-runtime" in engines:
+        from .errors import NpMobileBertError
+        from .runtime import tflite_runtime_python as find
+        try:
+            trt_python = find(tflite_runtime_python)
+            if os.sep in trt_python:            # the workers run in a temporary directory
+                trt_python = os.path.abspath(trt_python)
+        except NpMobileBertError as e:
+            trt_reason = str(e)
+    names = [os.path.basename(m) for m in models]
+    names = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(m))), n) if names.count(n) > 1 else n
+             for m, n in zip(models, names)]           # two models of one name: dir/name
+    results = []
+    with tempfile.TemporaryDirectory(prefix="npmobilebert_bench_") as tmp:
+        for mi, model_path in enumerate(models):
+            model = load_model(model_path)
+            info = model_info(model)
+            del model
+            inputs_path = os.path.join(tmp, f"inputs{mi}.npz")
+            sets = make_input_sets(model_path, runs, seq, texts, seed, inputs_path)
+            for engine in engines:
+                for t in threads:
+                    row = {"model": names[mi], "model_path": str(model_path),
+                           "engine": engine, "threads": t,
+                           "model_bytes": os.path.getsize(model_path),
+                           "parameters": info["parameters"]["count"],
+                           "scheme": (info.get("quantization") or {}).get("scheme"), **sets}
+                    if engine == "tflite-runtime" and trt_python is None:
+                        row.update(status="not supported", reason=trt_reason)
+                    else:
+                        spec = {"engine": engine, "model": os.path.abspath(model_path), "threads": t,
+                                "warmup": warmup, "runs": runs, "inputs": inputs_path, "batch": batch,
+                                "src": SRC_DIR}
+                        python = trt_python if engine == "tflite-runtime" else None
+                        # not realpath: a venv's python is a symlink to the base interpreter
+                        if python is not None and os.path.abspath(python) == os.path.abspath(sys.executable):
+                            python = None
+                        measured = run_worker(spec, tmp, python)
+                        row.update({k: v for k, v in measured.items() if k != "engine"})
+                    results.append(row)
+                    if progress is not None:
+                        progress(row)
+    return {"machine": machine_info(trt_python), "settings": {
+        "runs": runs, "warmup": warmup, "seq": seq, "seed": seed, "batch": batch,
+        "inputs": "texts" if texts else "random lengths"}, "results": results}
+
+
+def format_results(data: dict) -> str:
+    m = data["machine"]
+    lines = [f"{m.get('cpu') or m.get('machine')}, {m.get('cpu_count')} CPUs, Python {m.get('python')}, "
+             f"numpy {m.get('numpy')}, {m.get('litert')}",
+             f"{'model':<28} {'engine':<15} {'thr':>3} {'open s':>7} {'p50 ms':>9} {'p90 ms':>9} "
+             f"{'p99 ms':>9} {'pad p50':>9} {'tweets/s':>9} {'RSS MB':>7}"]
+    for r in data["results"]:
+        head = f"{r['model'][:28]:<28} {r['engine']:<15} {r['threads']:>3}"
+        if r.get("status") != "ok":
+            lines.append(f"{head} {r.get('status')}: {r.get('reason', '')}")
+            continue
+        lines.append(f"{head} {r['open_s']:>7.3f} {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {r['p99_ms']:>9.2f} "
+                     f"{r['padded']['p50_ms']:>9.2f} {r['tweets_per_s']:>9.1f} {r['peak_rss_mb']:>7.0f}")
+    return "\n".join(lines)
+
+
+def plot(data: dict, path: str, title: str | None = None) -> None:
+    """Two panels: median latency per tweet (log scale, p90 whisker) and peak RSS, per model,
+    one colour per engine (needs matplotlib: the [plot] extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'npmobilebert[plot]'") from None
+    from .fileio import atomic_path
+
+    ok = [r for r in data["results"] if r.get("status") == "ok"]
+    if not ok:
+        raise InputError("nothing to plot: no measurement succeeded")
+    rows = data["results"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    series = list(dict.fromkeys((r["engine"], r["threads"]) for r in rows))
+    engines = list(dict.fromkeys(e for e, _ in series))
+    thread_counts = sorted({t for _, t in series})
+    hatches = ["", "///", "...", "xxx", "\\\\", "ooo"]
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.32 * len(models) * len(series) + 2.6),
+                             gridspec_kw={"width_ratios": [3, 1.3]})
+    height = 0.8 / len(series)
+    lookup = {(r["model"], r["engine"], r["threads"]): r for r in rows}
+    xmin = min(r["p50_ms"] for r in ok) / 2
+    for s, (engine, t) in enumerate(series):
+        colour = colours(engines.index(engine) % 10)
+        hatch = hatches[thread_counts.index(t) % len(hatches)]
+        label = f"{engine}, {t} thread{'s' if t > 1 else ''}" if len(thread_counts) > 1 else engine
+        first = True
+        for mi, model in enumerate(models):
+            r = lookup.get((model, engine, t))
+            if r is None:
+                continue
+            y = mi - 0.4 + height * (s + 0.5)
+            if r.get("status") != "ok":
+                axes[0].text(xmin * 1.05, y, f"{engine}: {r.get('status')}", va="center", fontsize=7,
+                             color=colour)
+                continue
+            p50, p90 = r["p50_ms"], r["p90_ms"]
+            axes[0].barh([y], [p50], height=height * 0.9, color=colour, hatch=hatch, edgecolor="white",
+                         label=label if first else None,
+                         xerr=[[0], [max(p90 - p50, 0)]],
+                         error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
+            axes[0].text(max(p50, p90) * 1.12, y, f"{p50:.3g} ms", va="center", fontsize=7)
+            axes[1].barh([y], [r["peak_rss_mb"]], height=height * 0.9, color=colour, hatch=hatch,
+                         edgecolor="white")
+            axes[1].text(r["peak_rss_mb"] * 1.02, y, f"{r['peak_rss_mb']:.0f}", va="center", fontsize=7)
+            first = False
+    for ax in axes:
+        ax.set_yticks(range(len(models)))
+        ax.set_ylim(len(models) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticklabels([m.replace(".tflite", "") for m in models])
+    axes[1].set_yticklabels([])
+    axes[0].set_xscale("log")
+    axes[0].set_xlim(xmin, max(r["p90_ms"] for r in ok) * 4)
+    axes[1].set_xlim(0, max(r["peak_rss_mb"] for r in ok) * 1.18)
+    axes[0].set_xlabel("median latency per tweet, ms (log scale; whisker: p90)")
+    axes[1].set_xlabel("peak RSS of the process, MB")
+    m = data["machine"]
+    fig.suptitle(title or f"npmobilebert bench: {m.get('cpu') or m.get('machine')}, "
+                 f"{data['settings']['inputs']}, {data['settings']['runs']} runs", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    legend_inches = 0.45 + 0.22 * ((len(labels) + 3) // 4)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        from .bench_worker import main as worker_main
+
+        sys.exit(worker_main(sys.argv[1:]))
+    from .cli import entry
+
+    sys.argv.insert(1, "bench")
+    entry()

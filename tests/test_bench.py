@@ -1,0 +1,68 @@
+"""`npmobilebert bench`: a functional smoke test only (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ai_edge_litert.interpreter")
+
+TINY = str(Path(__file__).parent / "fixtures" / "tiny_int8.tflite")
+NUMBERS = ("p50_ms", "p90_ms", "p99_ms", "tweets_per_s", "peak_rss_mb", "open_s")
+
+
+def test_bench_json_schema(tmp_path):
+    out = tmp_path / "bench.json"
+    texts = tmp_path / "tweets.txt"
+    texts.write_text("great phone, awful battery\nthe bank fixed it in a day\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "npmobilebert.cli", "bench", "-m", TINY, "--engine", "litert",
+           "--engine", "numpy-trace", "--engine", "tflite-runtime", "--threads", "1", "--threads", "2",
+           "--runs", "2", "--warmup", "1", "--file", str(texts), "--json", str(out)]
+    plot = None
+    try:
+        import matplotlib  # noqa: F401
+        plot = tmp_path / "bench.png"
+        cmd += ["--plot", str(plot)]
+    except ImportError:
+        pass
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert {"system", "machine", "cpu_count", "python", "numpy"} <= set(data["machine"])
+    assert len(data["results"]) == 6
+    for row in data["results"]:
+        assert {"engine", "model", "threads", "status"} <= set(row)
+        assert row["model"] == "tiny_int8.tflite"
+        if row["engine"] == "tflite-runtime" and row["status"] != "ok":
+            assert row["reason"]             # "not supported" here, with the reason
+            continue
+        assert row["status"] == "ok", row
+        for key in NUMBERS:
+            assert isinstance(row[key], float) and row[key] > 0, key
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["padded"]["p50_ms"] > 0 and row["runs"] == 2 and row["n"] == 2
+        assert row["inputs"].startswith("2 tweets")
+    assert {(r["engine"], r["threads"]) for r in data["results"]} == {
+        (e, t) for e in ("litert", "numpy-trace", "tflite-runtime") for t in (1, 2)}
+    if plot is not None:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_rejects_unknown_engine():
+    r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "bench", "-m", TINY, "--engine", "tpu"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown engine" in r.stderr
+
+
+def test_bert_large_is_counted_from_its_config():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from paper_table import BERT_LARGE, bert_parameters
+
+    counted = bert_parameters(**BERT_LARGE)
+    # 24 layers of 4 attention projections + 2 FFN matrices with biases and 2 LayerNorms
+    assert counted["per_layer"] == 12_596_224
+    assert counted["total"] == 335_141_888

@@ -1,0 +1,192 @@
+"""explain: for every op of every fixture, the step-by-step derivation lands exactly on the
+interpreter's output element -- and says so loudly when it does not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npmobilebert import explain as explain_mod
+from npmobilebert.explain import explain, explain_step
+from npmobilebert.inputs import InputMaker
+from npmobilebert.interpreter import Interpreter
+from npmobilebert.model import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MODELS = sorted(p.name for p in FIXTURES.glob("*.tflite"))
+ELEMENTS_PER_OP = 4
+
+
+def _run(path, seed=0, text=None):
+    model = load_model(str(path))
+    interp = Interpreter(model)
+    maker = InputMaker(model)
+    made = maker.from_text(text) if text else maker.random(np.random.default_rng(seed))
+    return model, interp, interp.run_all(made.arrays)
+
+
+def _same(value, expected) -> bool:
+    a, b = np.asarray(value), np.asarray(expected)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    return int(a) == int(b)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_op_every_sampled_element_is_reproduced(name):
+    """Every op instance: the default element and a few random ones, on a random input."""
+    _, interp, values = _run(FIXTURES / name, seed=3)
+    rng = np.random.default_rng(7)
+    for step in interp.plan:
+        out = values[step.ctx.op.outputs[0]]
+        picks = [None] + [tuple(int(rng.integers(0, n)) for n in out.shape) for _ in range(ELEMENTS_PER_OP - 1)]
+        for index in picks:
+            e = explain(interp, values, step.ctx.op.index, index)
+            assert e.explained, f"{name} op {e.op_index} {e.opcode}: no explainer"
+            assert _same(e.value, out[e.index]), e.text()
+            assert e.matches and "identical" in e.text()
+            assert e.text().splitlines()[-1].startswith("TFLite source: ")
+
+
+@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_16x8.tflite", "tiny_dynamic.tflite"])
+def test_every_element_of_the_arithmetic_ops_on_text(name):
+    """Exhaustively, on a real text (padding and mask in play): every element of one op per kind."""
+    _, interp, values = _run(FIXTURES / name, text="a good day for a long walk by the river")
+    seen = set()
+    for step in interp.plan:
+        op = step.ctx.op
+        if op.opcode in seen or op.opcode in explain_mod.SHAPE_OPS:
+            continue
+        seen.add(op.opcode)
+        out = values[op.outputs[0]]
+        for index in np.ndindex(out.shape):
+            e = explain(interp, values, op.index, index)
+            assert _same(e.value, out[index]), e.text()
+
+
+def test_default_element_is_the_largest_magnitude():
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite")
+    step = next(s for s in interp.plan if s.ctx.op.opcode == "FULLY_CONNECTED")
+    out, zp = values[step.ctx.op.outputs[0]], step.ctx.outputs[0].quantization.zero_point
+    e = explain(interp, values, step.ctx.op.index)
+    assert abs(int(out[e.index]) - zp) == np.abs(out.astype(np.int64) - zp).max()
+
+
+def test_fully_connected_explanation_shows_the_steps():
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite", text="good food")
+    step = next(s for s in interp.plan if s.ctx.op.opcode == "FULLY_CONNECTED")
+    text = explain(interp, values, step.ctx.op.index).text()
+    for words in ("dot product over depth", "bias", "real multiplier", "round((double)",
+                  "QuantizeMultiplier", "SaturatingRoundingDoublingHighMul", "RoundingDivideByPOT",
+                  "clamp to", "dequantized", "float computation it approximates", "error:",
+                  "fully_connected.h"):
+        assert words in text, words
+
+
+def test_softmax_explanation_shows_the_fixed_point_steps():
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite", text="good food and a nice view")
+    step = next(s for s in interp.plan if s.ctx.op.opcode == "SOFTMAX")
+    out = values[step.ctx.op.outputs[0]]
+    index = tuple(int(i) for i in np.argwhere(out > -128)[1])
+    text = explain(interp, values, step.ctx.op.index, index).text()
+    for words in ("row maximum", "Q5.26", "exp_on_negative_values", "Q12.19", "GetReciprocal",
+                  "num_bits_over_unit", "softmax.h"):
+        assert words in text, words
+
+
+# -- ops the fixtures do not have: single-op models ------------------------------------------------
+
+def _single_op_cases():
+    opmodels = pytest.importorskip("opmodels")
+    t = opmodels.tensor
+    rng = np.random.default_rng(5)
+    shape = (3, 40)
+    cases = []
+    for opcode in ("TANH", "LOGISTIC"):
+        y8 = (t("y", shape, "int8", scale=1 / 128, zero_point=0) if opcode == "TANH"
+              else t("y", shape, "int8", scale=1 / 256, zero_point=-128))
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "int8", scale=0.04, zero_point=3)], [y8]),
+                      rng.integers(-128, 128, shape).astype(np.int8)))
+        for scale in (2.0 ** -12, 3.1e-4):
+            cases.append((opmodels.single_op_model(opcode, [t("x", shape, "int16", scale=scale, zero_point=0)],
+                                                   [t("y", shape, "int16", scale=1 / 32768, zero_point=0)]),
+                          rng.integers(-32768, 32768, shape).astype(np.int16)))
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "float32")], [t("y", shape, "float32")]),
+                      rng.standard_normal(shape).astype(np.float32) * 3))
+    for opcode in ("MEAN", "SUM"):
+        opts = opmodels.ReducerOptionsT()
+        opts.keepDims = False
+        x = t("x", (2, 5, 6), "int8", scale=0.05, zero_point=-4)
+        axes = t("axes", (1,), "int32", data=[1])
+        y = t("y", (2, 6), "int8", scale=0.07 if opcode == "MEAN" else 0.3, zero_point=2)
+        cases.append((opmodels.single_op_model(opcode, [x, axes], [y], opts),
+                      rng.integers(-128, 128, (2, 5, 6)).astype(np.int8)))
+    return cases
+
+
+def test_single_op_models_every_element():
+    for blob, data in _single_op_cases():
+        model = load_model(blob)
+        interp = Interpreter(model)
+        values = interp.run_all([data])
+        out = values[model.operators[0].outputs[0]]
+        for index in np.ndindex(out.shape):
+            e = explain(interp, values, 0, index)
+            assert e.explained and _same(e.value, out[index]), e.text()
+
+
+# -- honesty: a wrong explanation is loud, a missing one says so -------------------------------------
+
+def test_a_wrong_explanation_says_mismatch(monkeypatch):
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite")
+    real = explain_mod.EXPLAINERS["ADD"]
+    monkeypatch.setitem(explain_mod.EXPLAINERS, "ADD", lambda site: real(site) + 1)
+    step = next(s for s in interp.plan if s.ctx.op.opcode == "ADD")
+    e = explain(interp, values, step.ctx.op.index)
+    assert not e.matches
+    assert "MISMATCH" in e.text()
+
+
+def test_an_op_without_explainer_falls_back(monkeypatch):
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite")
+    monkeypatch.delitem(explain_mod.EXPLAINERS, "MUL")
+    step = next(s for s in interp.plan if s.ctx.op.opcode == "MUL")
+    args = [values.get(i, interp.tensors[i].data) for i in step.ctx.op.inputs]
+    e = explain_step(step, args, [values[step.ctx.op.outputs[0]]], None)
+    assert not e.explained and e.matches
+    assert "no step-by-step explainer" in e.text() and "input 0" in e.text()
+
+
+def test_bad_index_is_an_input_error():
+    from npmobilebert.errors import InputError
+    _, interp, values = _run(FIXTURES / "tiny_int8.tflite")
+    with pytest.raises(InputError):
+        explain(interp, values, 12, (0, 99, 0))
+    with pytest.raises(InputError):
+        explain(interp, values, 10_000)
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "npmobilebert.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_explain():
+    tiny = str(FIXTURES / "tiny_int8.tflite")
+    model = load_model(tiny)
+    fc = next(op.index for op in model.operators if op.opcode == "FULLY_CONNECTED")
+    r = cli("explain", "-m", tiny, "--op", str(fc), "--index", "0,3,5", "--text", "a nice walk")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "element [0, 3, 5]" in r.stdout and "identical" in r.stdout and "TFLite source" in r.stdout
+    r = cli("explain", "-m", tiny, "--op", "28")              # random input by default
+    assert r.returncode == 0 and "random (seed 0)" in r.stdout and "SOFTMAX" in r.stdout
+    r = cli("explain", "-m", tiny, "--op", "999")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("explain", "-m", tiny, "--op", str(fc), "--index", "0,1")
+    assert r.returncode == 2 and "not an element" in r.stderr
