@@ -77,6 +77,7 @@ class Interpreter:
         self._check_order()
         self._check_sizes()
         self.plan: list[PreparedOp] = [self._prepare(op) for op in self.graph.operators]
+        self._fold_constants()
 
     # -- graph facts -----------------------------------------------------------------------------
 
@@ -202,6 +203,29 @@ class Interpreter:
             if observer is not None:
                 observer(step, args, outs)
         return values
+
+    def _fold_constants(self) -> None:
+        """Run once, here, every op whose inputs are all constants (e.g. the DEQUANTIZE of a
+        float16 weight) and let later runs return that result -- as LiteRT evaluates such ops in
+        Prepare. The tensors still appear in run_all and to observers."""
+        known: dict[int, np.ndarray] = {}
+        for step in self.plan:
+            op = step.ctx.op
+            if not all(i < 0 or i in known or self.tensors[i].data is not None for i in op.inputs):
+                continue
+            args = [None if i < 0 else known[i] if i in known else self.tensors[i].data for i in op.inputs]
+            try:
+                outs = step.run(args)
+            except NpMobileBertError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - see _kernel_failure
+                raise _kernel_failure(op, "run", exc) from exc
+            self._check_outputs(op, outs)
+            for out in outs:
+                if isinstance(out, np.ndarray):
+                    out.flags.writeable = False      # shared by every run: nobody may change it
+            known.update(zip(op.outputs, outs))
+            step.run = lambda _args, _outs=list(outs): list(_outs)
 
     def _check_outputs(self, op: Operator, outs) -> None:
         """What an op computed must be what the model declares: later ops (and the sizes checked

@@ -99,13 +99,25 @@ def _prepare_float(ctx: OpContext) -> PreparedOp:
     w_t = ctx.inputs[1]
     bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     units, depth = w_t.shape[0], w_t.shape[-1]
-    # weights are constant, or (float16 models) the output of a DEQUANTIZE op
-    constant_weights = None if w_t.data is None else np.ascontiguousarray(w_t.data.reshape(units, depth).T)
+    # weights are constant, or (float16 models) the output of a DEQUANTIZE op -- folded once by
+    # the interpreter, so the same array comes back every run: transpose it once, too
+    transposed = {}
+    if w_t.data is not None:
+        transposed[id(w_t.data)] = (w_t.data, np.ascontiguousarray(w_t.data.reshape(units, depth).T))
     activation = ctx.options.get("fused_activation_function")
+
+    def weights_for(w: np.ndarray) -> np.ndarray:          # [units, depth] -> [depth, units]
+        source, t = transposed.get(id(w), (None, None))
+        if source is not w:
+            t = np.ascontiguousarray(w.reshape(units, depth).T)
+            if not w.flags.writeable:                       # a folded constant: cache it
+                transposed.clear()
+                transposed[id(w)] = (w, t)
+        return t
 
     def run(inputs):
         x = inputs[0]
-        weights_t = constant_weights if constant_weights is not None else inputs[1].reshape(units, depth).T
+        weights_t = weights_for(inputs[1])
         out = sequential_float_matmul(x.reshape(-1, depth), weights_t)
         if bias_t is not None:
             out = out + inputs[2]
