@@ -476,6 +476,107 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
         click.echo(f"plot: {plot_path}")
 
 
+# -- eval, classify (the tweet polarity application) ----------------------------------------------
+
+engine_option = click.option("--engine", type=click.Choice(["litert", "litert-ref", "numpy"]), default="litert",
+                             show_default=True,
+                             help="litert: LiteRT with XNNPACK, a worker process per core on large inputs; "
+                             "litert-ref: LiteRT's reference kernels; numpy: our interpreter, one process.")
+
+
+@main.command("eval")
+@click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="A .tflite file (repeatable: models side by side; default: the shipped model).")
+@click.argument("data", type=click.Path(dir_okay=False))
+@engine_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the metrics as JSON (one object per model; a list when several).")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use the first N rows only.")
+@click.option("--processes", type=click.IntRange(1, 1024), default=None,
+              help="Worker processes for the LiteRT engines (default: one per core on large files).")
+def eval_command(models, data, engine, json_path, limit, processes):
+    """Accuracy, macro-F1, per-class precision/recall/F1 and confusion matrix on a labelled TSV.
+
+    DATA: a TSV whose header names at least 'label' and 'text' (other columns are ignored);
+    labels are matched to the model's own (negative / neutral / positive) ignoring case.
+    """
+    from .classify import check_model_labels, evaluate, read_labelled_tsv
+    from .fileio import check_writable, save_json
+    from .metrics import format_reports
+
+    if json_path:
+        check_writable(json_path)
+    if not os.path.isfile(data):
+        raise InputError(f"{data}: no such file")
+    for m in models:
+        if not os.path.isfile(m):
+            raise InputError(f"{m}: no such model file")
+    rows = read_labelled_tsv(data, limit)
+    paths = [str(m) for m in models] or [str(default_model_path())]
+    for path in paths:
+        check_model_labels(path, rows, data)    # every model, before the first run
+    reports = []
+    for path in paths:
+        with click.progressbar(length=len(rows), label=f"eval {Path(path).name}", file=sys.stderr,
+                               show_pos=True) as bar:
+            reports.append(evaluate(path, rows, data, engine, processes, progress=bar.update))
+    names = [Path(p).name for p in paths]
+    if len(set(names)) < len(names):
+        names = paths
+    click.echo(f"{data}: {len(rows):,} rows, engine {engine}")
+    click.echo(format_reports(reports, names))
+    for r, name in zip(reports, names):
+        note = f", {r['truncated']} texts truncated to the sequence length" if r["truncated"] else ""
+        click.echo(f"{name}: {r['seconds']:.1f} s ({r['n'] / max(r['seconds'], 1e-9):.0f} texts/s, "
+                   f"{r['processes']} process(es){note})")
+    if json_path:
+        save_json(json_path, reports[0] if len(reports) == 1 else reports)
+
+
+@main.command()
+@model_option
+@click.argument("texts", nargs=-1)
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
+              help="Texts: a TSV with a 'text' column, or one text per line.")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
+@engine_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per text) instead of text.")
+def classify(model_path, texts, texts_file, limit, engine, as_json):
+    """The label and class probabilities (softmax of the logits) of each text."""
+    import json
+
+    from .classify import predict
+
+    if texts and texts_file:
+        raise InputError("give TEXT... or --file, not both")
+    texts = list(texts) if texts else (read_texts(texts_file, limit) if texts_file else [])
+    if not texts:
+        raise InputError("nothing to classify: give TEXT... or --file F")
+    for k, t in enumerate(texts):
+        if not t.strip():
+            raise InputError(f"text {k + 1} is empty")
+    path = str(model_path) if model_path else str(default_model_path())
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such model file")
+    with click.progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
+        preds = predict(path, texts, engine, progress=bar.update)
+    probs = preds.probabilities
+    results = [{"text": t, "label": label, "probabilities": dict(zip(preds.labels, map(float, p))),
+                "logits": [float(v) for v in z]}
+               for t, label, p, z in zip(texts, preds.predicted, probs, preds.logits)]
+    if as_json:
+        click.echo(json.dumps(results if len(results) > 1 or texts_file else results[0], indent=2,
+                              ensure_ascii=False))
+        return
+    for r in results:
+        shown = " ".join(r["text"].split())
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        click.echo(f"{r['label']:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+                   + f")  {shown}")
+    if preds.truncated:
+        click.echo(f"warning: {preds.truncated} text(s) truncated to the model's sequence length", err=True)
+
+
 def _ids_of(maker, made) -> list[int]:
     ids = made.arrays[maker.roles.index("ids")]
     return ids.reshape(-1, maker.seq_len)[0, :made.length].tolist()

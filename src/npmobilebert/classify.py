@@ -1,0 +1,251 @@
+"""Classify texts with a model, and evaluate it on a labelled TSV (``npmobilebert classify | eval``).
+
+Engines: ``numpy`` (our interpreter, one process), ``litert`` (LiteRT with XNNPACK, its default
+delegate; on large inputs a pool of worker processes, one LiteRT interpreter each, so every
+core is used) and ``litert-ref`` (LiteRT's reference kernels: bit-identical to ``numpy``).
+The class probabilities are the softmax of the float logits; an int8/int16 output is
+dequantized first (``scale * (q - zero_point)``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+ENGINES = ("litert", "litert-ref", "numpy")
+_RESOLVER = {"litert": "default", "litert-ref": "ref"}
+# Below this many texts a worker pool costs more (process start, model load) than it saves.
+POOL_MIN_TEXTS = 256
+CHUNK = 32
+
+
+@dataclass
+class LabelledRow:
+    line: int       # line number in the file (the header is line 1)
+    label: str
+    text: str
+
+
+def read_labelled_tsv(path: str, limit: int | None = None) -> list[LabelledRow]:
+    """Rows of a TSV whose header has at least ``label`` and ``text`` (other columns are ignored).
+
+    Bad input -- a missing column, a row with too few fields, an empty label or text, bytes that
+    are not UTF-8 -- is an :class:`InputError` naming the file and line.
+    """
+    rows: list[LabelledRow] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = f.readline().rstrip("\r\n").split("\t")
+            missing = [c for c in ("label", "text") if c not in header]
+            if missing:
+                raise InputError(f"{path}: the header has no {' and no '.join(repr(c) for c in missing)} "
+                                 f"column (a TSV with a header naming at least 'label' and 'text')")
+            li, ti = header.index("label"), header.index("text")
+            for k, line in enumerate(f, start=2):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if len(fields) < len(header):
+                    raise InputError(f"{path}, line {k}: {len(fields)} tab-separated fields, "
+                                     f"the header has {len(header)}")
+                label, text = fields[li].strip(), fields[ti]
+                if not label:
+                    raise InputError(f"{path}, line {k}: empty label")
+                if not text.strip():
+                    raise InputError(f"{path}, line {k}: empty text")
+                rows.append(LabelledRow(k, label, text))
+                if limit and len(rows) >= limit:
+                    break
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start} of a block)") from None
+    except csv.Error as e:  # pragma: no cover - kept for symmetry with read_texts
+        raise InputError(f"{path}: not a readable TSV ({e})") from None
+    if not rows:
+        raise InputError(f"{path}: no labelled rows")
+    return rows
+
+
+def map_labels(rows: Sequence[LabelledRow], model_labels: Sequence[str], path: str) -> list[str]:
+    """The gold labels as the model's own label names (matched case-insensitively)."""
+    by_lower = {name.lower(): name for name in model_labels}
+    gold = []
+    for row in rows:
+        name = by_lower.get(row.label.lower())
+        if name is None:
+            raise InputError(f"{path}, line {row.line}: label '{row.label}' is not one of the model's "
+                             f"labels ({', '.join(model_labels)})")
+        gold.append(name)
+    return gold
+
+
+# -- the model side --------------------------------------------------------------------------------
+
+def output_info(model) -> tuple[int, float | None, int]:
+    """(position of the logits among the model outputs, scale or None when float, zero point)."""
+    from .inputs import model_labels
+
+    labels = model_labels(model)
+    if not labels:
+        raise InputError(f"{model.path}: the model has no class labels in its metadata "
+                         "(the 'npmobilebert' entry): it cannot classify")
+    for pos, index in enumerate(model.outputs):
+        t = model.tensors[index]
+        if t.shape and t.shape[-1] == len(labels) and int(np.prod(t.shape)) == len(labels):
+            if np.issubdtype(t.dtype, np.floating):
+                return pos, None, 0
+            if t.quantization is not None and np.issubdtype(t.dtype, np.integer):
+                return pos, t.quantization.scale, t.quantization.zero_point
+    raise InputError(f"{model.path}: no output of {len(labels)} float or quantized values "
+                     f"(one per label: {', '.join(labels)})")
+
+
+def to_logits(out: np.ndarray, scale: float | None, zero_point: int) -> np.ndarray:
+    flat = np.asarray(out).reshape(-1)
+    if scale is None:
+        return flat.astype(np.float64)
+    return scale * (flat.astype(np.float64) - zero_point)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class _Engine:
+    """One model opened for one engine, in this process: texts -> logits."""
+
+    def __init__(self, model_path: str, engine: str):
+        from .inputs import InputMaker, model_labels
+        from .model import load_model
+
+        self.model = load_model(model_path)
+        self.labels = model_labels(self.model) or []
+        self.pos, self.scale, self.zero_point = output_info(self.model)
+        self.maker = InputMaker(self.model)
+        self.maker.tokenizer      # the vocab and input checks now, before any text
+        self.truncated = 0
+        if engine == "numpy":
+            from .interpreter import Interpreter
+            interp = Interpreter(self.model)
+            self._run = interp.run
+        else:
+            from .runtime import LiteRTRunner
+            runner = LiteRTRunner(model_path, resolver=_RESOLVER[engine], num_threads=1,
+                                  preserve_all_tensors=False)
+            self._run = runner.run
+
+    def arrays(self, text: str) -> list[np.ndarray]:
+        enc = self.maker.tokenizer.encode(text, warn=False)
+        self.truncated += int(enc.truncated)
+        n = int(enc.attention_mask.sum())
+        return self.maker._assemble(enc.input_ids[0, :n].tolist()).arrays
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        for k, text in enumerate(texts):
+            out[k] = to_logits(self._run(self.arrays(text))[self.pos], self.scale, self.zero_point)
+        return out
+
+
+# The worker processes' engine (one per process, made by _init_worker).
+_WORKER: _Engine | None = None
+
+
+def _init_worker(model_path: str, engine: str) -> None:
+    global _WORKER
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _WORKER = _Engine(model_path, engine)
+
+
+def _work(chunk: tuple[int, list[str]]) -> tuple[int, np.ndarray, int]:
+    start, texts = chunk
+    before = _WORKER.truncated
+    return start, _WORKER.logits(texts), _WORKER.truncated - before
+
+
+@dataclass
+class Predictions:
+    labels: list[str]        # the model's label names, in output order
+    logits: np.ndarray       # float64 [n, classes] (dequantized when the output is quantized)
+    truncated: int           # texts longer than the model's sequence length
+    seconds: float
+    processes: int
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return softmax(self.logits)
+
+    @property
+    def predicted(self) -> list[str]:
+        return [self.labels[k] for k in np.argmax(self.logits, axis=1)]
+
+
+def predict(model_path: str, texts: Sequence[str], engine: str = "litert", processes: int | None = None,
+            progress: Callable[[int], None] | None = None) -> Predictions:
+    """Logits of every text. ``processes``: worker processes for the LiteRT engines (default: one
+    per core when there are at least POOL_MIN_TEXTS texts, else none); the numpy engine runs here."""
+    import time
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    t0 = time.perf_counter()
+    local = _Engine(model_path, engine)   # checks the model before any worker starts
+    if processes is None:
+        processes = (os.cpu_count() or 1) if len(texts) >= POOL_MIN_TEXTS else 1
+    processes = max(1, min(processes, math.ceil(len(texts) / CHUNK)))
+    if engine == "numpy" or processes == 1:
+        out = np.empty((len(texts), len(local.labels)), dtype=np.float64)
+        for start in range(0, len(texts), CHUNK):
+            chunk = texts[start:start + CHUNK]
+            out[start:start + len(chunk)] = local.logits(chunk)
+            if progress:
+                progress(len(chunk))
+        return Predictions(local.labels, out, local.truncated, time.perf_counter() - t0, 1)
+    chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
+    out = np.empty((len(texts), len(local.labels)), dtype=np.float64)
+    truncated = 0
+    # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine)) as pool:
+        for start, logits, trunc in pool.imap_unordered(_work, chunks):
+            out[start:start + len(logits)] = logits
+            truncated += trunc
+            if progress:
+                progress(len(logits))
+    return Predictions(local.labels, out, truncated, time.perf_counter() - t0, processes)
+
+
+def check_model_labels(model_path: str, rows: Sequence[LabelledRow], data_path: str) -> list[str]:
+    """The gold labels in the model's names; an InputError (before any run) when they do not map."""
+    from .inputs import model_labels
+    from .model import load_model
+
+    labels = model_labels(load_model(model_path))
+    if not labels:
+        raise InputError(f"{model_path}: the model has no class labels in its metadata: it cannot classify")
+    return map_labels(rows, labels, data_path)
+
+
+def evaluate(model_path: str, rows: Sequence[LabelledRow], data_path: str, engine: str = "litert",
+             processes: int | None = None, progress: Callable[[int], None] | None = None) -> dict:
+    """The metrics report (metrics.classification_report) of one model on labelled rows, with
+    the model, engine, seconds and truncation count."""
+    from .metrics import classification_report
+
+    gold = check_model_labels(model_path, rows, data_path)
+    preds = predict(model_path, [r.text for r in rows], engine, processes, progress)
+    report = classification_report(gold, preds.predicted, preds.labels)
+    return {"model": str(model_path), "engine": engine, "data": str(data_path), **report,
+            "truncated": preds.truncated, "seconds": round(preds.seconds, 3),
+            "processes": preds.processes}
