@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .feeds import order_inputs
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
 from .kernels import PreparedOp, prepare_op
 from .model import Model, Operator, Tensor
@@ -166,19 +167,7 @@ class Interpreter:
     def bind_inputs(self, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Check and order the inputs: a list in graph order, or a dict by tensor name."""
         specs = self.input_tensors
-        if isinstance(inputs, Mapping):
-            names = [t.name for t in specs]
-            unknown = sorted(set(inputs) - set(names))
-            missing = [n for n in names if n not in inputs]
-            if unknown or missing:
-                raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
-            inputs = [inputs[n] for n in names]
-        elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
-            raise InputError(f"inputs must be a list of arrays or a dict by tensor name, "
-                             f"not {type(inputs).__name__}")
-        if len(inputs) != len(specs):
-            raise InputError(f"the model takes {len(specs)} inputs "
-                             f"({', '.join(t.name for t in specs)}), got {len(inputs)}")
+        inputs = order_inputs(inputs, [t.name for t in specs])
         return [_coerce_input(_as_array(value, spec), spec) for value, spec in zip(inputs, specs)]
 
     # -- running ---------------------------------------------------------------------------------
@@ -186,23 +175,28 @@ class Interpreter:
     def run_all(self, inputs, observer: Observer | None = None) -> dict[int, np.ndarray]:
         """Execute every op; return every non-constant tensor (inputs included) by index."""
         values: dict[int, np.ndarray] = dict(zip(self.graph.inputs, self.bind_inputs(inputs)))
-        constants = self.tensors
         for step in self.plan:
-            op = step.ctx.op
-            args = [None if i < 0 else values[i] if i in values else constants[i].data
-                    for i in op.inputs]
-            try:
-                outs = step.run(args)
-            except NpMobileBertError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - see _kernel_failure
-                raise _kernel_failure(op, "run", exc) from exc
-            self._check_outputs(op, outs)
-            for i, out in zip(op.outputs, outs):
-                values[i] = out
+            args = self._arguments(step.ctx.op, values)
+            outs = self._execute(step, args)
+            values.update(zip(step.ctx.op.outputs, outs))
             if observer is not None:
                 observer(step, args, outs)
         return values
+
+    def _arguments(self, op: Operator, values: dict[int, np.ndarray]) -> list:
+        """An op's input arrays: computed values, else constant data; None for absent inputs."""
+        return [None if i < 0 else values[i] if i in values else self.tensors[i].data for i in op.inputs]
+
+    def _execute(self, step: PreparedOp, args: list) -> list:
+        """Run one prepared op; a kernel failure becomes a one-line error naming the op."""
+        try:
+            outs = step.run(args)
+        except NpMobileBertError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _kernel_failure
+            raise _kernel_failure(step.ctx.op, "run", exc) from exc
+        self._check_outputs(step.ctx.op, outs)
+        return outs
 
     def _fold_constants(self) -> None:
         """Run once, here, every op whose inputs are all constants (e.g. the DEQUANTIZE of a
@@ -213,14 +207,7 @@ class Interpreter:
             op = step.ctx.op
             if not all(i < 0 or i in known or self.tensors[i].data is not None for i in op.inputs):
                 continue
-            args = [None if i < 0 else known[i] if i in known else self.tensors[i].data for i in op.inputs]
-            try:
-                outs = step.run(args)
-            except NpMobileBertError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - see _kernel_failure
-                raise _kernel_failure(op, "run", exc) from exc
-            self._check_outputs(op, outs)
+            outs = self._execute(step, self._arguments(op, known))
             for out in outs:
                 if isinstance(out, np.ndarray):
                     out.flags.writeable = False      # shared by every run: nobody may change it

@@ -59,6 +59,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .feeds import order_inputs
 from .errors import InputError, NpMobileBertError
 
 RESOLVERS = ("ref", "builtin", "default")
@@ -159,21 +160,7 @@ class _Runner:
 
     def _bind(self, inputs: Sequence | Mapping) -> list[np.ndarray]:
         details = self.input_details
-        names = [d["name"] for d in details]
-        if isinstance(inputs, Mapping):
-            unknown = sorted(set(inputs) - set(names))
-            missing = [n for n in names if n not in inputs]
-            if unknown or missing:
-                raise InputError(f"inputs by name: expected {names}, missing {missing}, unknown {unknown}")
-            inputs = [inputs[n] for n in names]
-        elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
-            raise InputError(f"inputs must be a list of arrays or a dict by tensor name, "
-                             f"not {type(inputs).__name__}")
-        else:
-            inputs = list(inputs)
-        if len(inputs) != len(details):
-            raise InputError(f"the model takes {len(details)} inputs ({', '.join(names)}), "
-                              f"got {len(inputs)}")
+        inputs = order_inputs(inputs, [d["name"] for d in details])
         bound = []
         for value, d in zip(inputs, details):
             try:
