@@ -17,7 +17,6 @@ The full JSON goes outside the repository by default; --summary writes numbers o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(HERE))
 from split_replab import SPLIT_JSON, apply_split  # noqa: E402
 
 from npmobilebert.classify import read_labelled_tsv  # noqa: E402
+from npmobilebert.fileio import save_json  # noqa: E402
 from npmobilebert.metrics import classification_report, format_reports  # noqa: E402
 from npmobilebert.text import normalize_tweet  # noqa: E402
 
@@ -84,9 +84,7 @@ def main(argv=None) -> int:
     for path in [args.out] + ([args.summary] if args.summary else []):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
+        save_json(path, doc)
         print(f"wrote {path}")
     return 0
 

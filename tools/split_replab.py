@@ -30,6 +30,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from npmobilebert.fileio import atomic_path, save_json
+
 HERE = Path(__file__).resolve().parent
 SPLIT_JSON = HERE / "replab_split.json"
 DEFAULT_OUT = Path(os.path.expanduser("~/.cache/npmobilebert/replab2013"))
@@ -97,13 +99,11 @@ def describe(name: str, rows: list[dict]) -> str:
 
 
 def write_tsv(path: Path, header: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         # fields as read (QUOTE_NONE): no tabs or newlines inside, written back verbatim
         f.write("\t".join(header) + "\n")
         for r in rows:
             f.write("\t".join(r[h] or "" for h in header) + "\n")
-    os.replace(tmp, path)
 
 
 def apply_split(data: str | os.PathLike, split_json: str | os.PathLike = SPLIT_JSON):
@@ -164,9 +164,7 @@ def main(argv=None) -> int:
             "dev_entities": dev_ids,
             "counts": counts,
         }
-        tmp = SPLIT_JSON.with_name(f".{SPLIT_JSON.name}.part")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, SPLIT_JSON)
+        save_json(SPLIT_JSON, doc)
         print(f"wrote {SPLIT_JSON}")
     return 0
 

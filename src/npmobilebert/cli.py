@@ -82,6 +82,30 @@ model_option = click.option("-m", "--model", "model_path", type=click.Path(dir_o
                             default=None, help="A .tflite file (default: the shipped model).")
 
 
+def input_set_options(default_random: int, ids: bool = True):
+    """The options that choose what a command runs on: texts, a file of texts, token ids and
+    seeded random inputs (shared by verify, lint and layer-error)."""
+    options = [
+        click.option("--text", "texts", multiple=True, help="A text to run (repeatable)."),
+        click.option("--file", "texts_file", type=click.Path(dir_okay=False),
+                     help="Texts: a TSV with a 'text' column, or one text per line."),
+        click.option("--limit", type=click.IntRange(1, None), default=None,
+                     help="Use at most N texts of --file."),
+        click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
+                     help=f"N seeded random inputs (default {default_random} when no text or ids are given)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    if ids:
+        options.append(click.option("--ids", "ids_list", multiple=True,
+                                    help="Token ids to run, e.g. '101 7592 102' (repeatable)."))
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="npmobilebert")
 def main():
@@ -148,14 +172,7 @@ def run(model_path, text, ids_text, trace_level, save_path):
 @click.option("--against", type=str, default="ref", metavar="ref|builtin|default|RUN.npz",
               show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
               "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
-@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
-              help="Compare on N random inputs (default 5 when no --text/--ids is given).")
-@click.option("--text", "texts", multiple=True, help="A text to compare on (repeatable).")
-@click.option("--ids", "ids_list", multiple=True, help="Token ids to compare on (repeatable).")
-@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
-              help="Texts to compare on: a TSV with a 'text' column, or one text per line.")
-@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@input_set_options(default_random=5)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert",
               show_default=True, help="The runtime to check: LiteRT in this Python, or tflite-runtime "
@@ -185,13 +202,8 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     model = _load(model_path)
     interp = Interpreter(model)     # checks the graph and its sizes before any input is made
     maker = InputMaker(model)
-    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
-    inputs = [maker.from_text(t).arrays for t in texts]
-    inputs += [maker.from_ids(_parse_ids(s)).arrays for s in ids_list]
-    if n_random is None:
-        n_random = 0 if inputs else 5
-    rng = np.random.default_rng(seed)
-    inputs += [maker.random(rng).arrays for _ in range(n_random)]
+    inputs = [s.arrays for s in _input_sets(maker, texts, ids_list, texts_file, limit, n_random, seed,
+                                            default_random=5)]
     if not inputs:
         raise InputError("nothing to compare: give --random N, --text or --ids")
     if runtime_python and runtime != "tflite-runtime":
@@ -341,8 +353,10 @@ def bench(models, engines, threads, seq, runs, warmup, texts_file, batch, seed, 
 
 # -- explain, lint, layer-error (teaching and diagnosis) ------------------------------------------
 
-def _inputs_for(maker, texts, ids_list, n_random, seed, default_random=0):
-    """Input sets from texts, id lists and N seeded random inputs (what lint/layer-error run on)."""
+def _input_sets(maker, texts, ids_list, texts_file, limit, n_random, seed, default_random=0):
+    """Input sets from texts (given and from --file), id lists and N seeded random inputs;
+    ``default_random`` of them when nothing else is given."""
+    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
     sets = [maker.from_text(t) for t in texts] + [maker.from_ids(_parse_ids(s)) for s in ids_list]
     if n_random is None:
         n_random = 0 if sets else default_random
@@ -397,14 +411,7 @@ def explain(model_path, op_index, index_text, text, ids_text, seed):
 
 @main.command()
 @model_option
-@click.option("--text", "texts", multiple=True, help="A text to run (repeatable).")
-@click.option("--ids", "ids_list", multiple=True, help="Token ids to run (repeatable).")
-@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
-              help="Texts: a TSV with a 'text' column, or one text per line.")
-@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
-@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
-              help="N seeded random inputs (default 10 when no text is given).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@input_set_options(default_random=10)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path):
     """Quantization health checks: saturation, collapsed softmax, few levels, weight zero points,
@@ -418,8 +425,8 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
         check_writable(json_path)
     model = _load(model_path)
     interp = Interpreter(model)
-    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
-    sets = _inputs_for(InputMaker(model), texts, ids_list, n_random, seed, default_random=10)
+    sets = _input_sets(InputMaker(model), texts, ids_list, texts_file, limit, n_random, seed,
+                       default_random=10)
     linter = lint_model(model, interp, [s.arrays for s in sets])
     click.echo(format_lint(model, linter, len(sets)))
     report = lint_json(model, linter, len(sets))
@@ -433,13 +440,7 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
               help="The quantized .tflite (default: the shipped model).")
 @click.option("--float", "float_path", type=click.Path(dir_okay=False), required=True,
               help="A float .tflite of the same network.")
-@click.option("--text", "texts", multiple=True, help="A text to run (repeatable).")
-@click.option("--file", "texts_file", type=click.Path(dir_okay=False),
-              help="Texts: a TSV with a 'text' column, or one text per line.")
-@click.option("--limit", type=click.IntRange(1, None), default=None, help="Use at most N texts of --file.")
-@click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
-              help="N seeded random inputs (default 5 when no text is given).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@input_set_options(default_random=5, ids=False)
 @click.option("--all", "all_tensors", is_flag=True, help="Also list shape ops (their error is their input's).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
@@ -460,8 +461,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     quant, floating = _load(model_path), load_model(float_path)
     q_interp, f_interp = Interpreter(quant), Interpreter(floating)
     q_maker, f_maker = InputMaker(quant), InputMaker(floating)
-    texts = list(texts) + (read_texts(texts_file, limit) if texts_file else [])
-    q_sets = _inputs_for(q_maker, texts, [], n_random, seed, default_random=5)
+    q_sets = _input_sets(q_maker, texts, [], texts_file, limit, n_random, seed, default_random=5)
     # the float model gets the same token ids (random ones included)
     f_sets = [f_maker.from_ids(_ids_of(q_maker, s)) if q_maker.is_bert else s for s in q_sets]
     with click.progressbar(length=len(q_sets), label="running both models", file=sys.stderr,
