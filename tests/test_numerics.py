@@ -144,3 +144,54 @@ def test_bad_profile_on_the_command_line():
     r = cli("run", "-m", str(FIXTURES / "tiny_int8.tflite"), "--ids", "101 102", "--numerics", "arm")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite"])
+def test_xnnpack_profile_against_litert_default_resolver(name):
+    """LiteRT's default resolver (XNNPACK + builtin kernels) vs the xnnpack profile: every
+    tensor of the int8 fixtures (the full-size model's measurement is in docs/numerics.md)."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.runtime import LiteRTRunner
+
+    model = load_model(str(FIXTURES / name))
+    report = verify(model, Interpreter(model, numerics="xnnpack"),
+                    LiteRTRunner(model.path, resolver="default"), _random_inputs(model, 3, seed=3),
+                    "default")
+    c = report.comparison
+    first = c.first_divergence
+    assert c.compared == c.identical > 0, (
+        f"{c.compared - c.identical} tensors differ; first: op {first.op_index} {first.op_type} "
+        f"'{first.name}' {first.pattern}")
+
+
+def test_litert_ref_profile_is_not_what_xnnpack_computes():
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.runtime import LiteRTRunner
+
+    model = load_model(str(FIXTURES.parent.parent / "models" / "mobilebert_int8.tflite"))
+    report = verify(model, Interpreter(model), LiteRTRunner(model.path, resolver="default"),
+                    _random_inputs(model, 1, seed=3), "default")
+    assert report.comparison.first_divergence is not None
+
+
+def test_diff_runtimes_names_the_rule():
+    """The first divergence litert-ref vs tflm is a FULLY_CONNECTED, blamed on its requantization
+    rule; the report matches what the two interpreters compute."""
+    from npmobilebert.diff_runtimes import diff_runtimes
+
+    model = load_model(str(FIXTURES / "tiny_int8.tflite"))
+    arrays = _random_inputs(model, 1, seed=1)[0]
+    report = diff_runtimes(model, arrays, "litert-ref", "tflm")
+    a = Interpreter(model).run_all(arrays)
+    b = Interpreter(model, numerics="tflm").run_all(arrays)
+    first_op = next(op for op in model.operators
+                    if any(not np.array_equal(a[i], b[i]) for i in op.outputs))
+    assert report.first.op_index == first_op.index
+    assert report.first.op_type == "FULLY_CONNECTED"
+    assert first_op.index in report.rule_sites
+    np.testing.assert_array_equal(report.outputs_b[0], b[model.outputs[0]])
+    r = cli("diff-runtimes", "-m", str(FIXTURES / "tiny_int8.tflite"), "--runtimes", "litert-ref,tflm")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rule 'fixed-point'" in r.stdout and "rule 'double'" in r.stdout
+    r = cli("diff-runtimes", "-m", str(FIXTURES / "tiny_int8.tflite"), "--runtimes", "litert-ref,arm")
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -428,6 +428,41 @@ def explain(model_path, op_index, index_text, text, ids_text, seed, numerics):
     sys.exit(0 if result.matches else 1)
 
 
+@main.command("diff-runtimes")
+@model_option
+@click.option("--text", help="The input text (default: seeded random token ids).")
+@click.option("--ids", "ids_text", help="Token ids instead of text.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input.")
+@click.option("--runtimes", "runtimes", default="litert-ref,tflm,xnnpack", show_default=True,
+              help="Numerics profiles, comma-separated: the first is compared with each other one.")
+def diff_runtimes_command(model_path, text, ids_text, seed, runtimes):
+    """Where runtimes first diverge on this model and input, which rounding or lookup rule is
+    responsible, and how the difference propagates to the output (numerics profiles)."""
+    from .diff_runtimes import diff_runtimes, format_diff
+    from .inputs import InputMaker, model_labels
+    from .numerics import get_profile
+
+    names = [n.strip() for n in runtimes.split(",") if n.strip()]
+    for n in names:
+        get_profile(n)                       # an unknown name is one line, exit 2
+    if len(names) < 2:
+        raise InputError("--runtimes needs at least two profiles, e.g. litert-ref,tflm")
+    if text is not None and ids_text is not None:
+        raise InputError("give --text or --ids, not both")
+    model = _load(model_path)
+    maker = InputMaker(model)
+    if text is not None:
+        made = maker.from_text(text)
+    elif ids_text is not None:
+        made = maker.from_ids(_parse_ids(ids_text))
+    else:
+        made = maker.random(np.random.default_rng(seed))
+        click.echo(f"input: random (seed {seed})")
+    labels = model_labels(model)
+    for other in names[1:]:
+        click.echo(format_diff(diff_runtimes(model, made.arrays, names[0], other), model, labels))
+
+
 @main.command()
 @model_option
 @input_set_options(default_random=10)

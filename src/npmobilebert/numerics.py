@@ -35,57 +35,80 @@ class Rule:
     source: str        # the C++ it mirrors (repository: path)
 
 
-# The rules, by the step they decide. A profile picks one rule per step.
+# The rules, by the step they decide. A profile picks one rule per step. Where an op is not
+# delegated (xnnpack profile), the kernel falls back to the builtin kernel's rule itself.
 RULES: dict[str, dict[str, Rule]] = {
     # FULLY_CONNECTED int8/int16: the int32 accumulator -> the output scale
     "fc_requantize": {
         "double": Rule(
-            "double", "(int32) round((double) acc * in_scale * filter_scale / out_scale)",
+            "double", "(int32) round((double) acc * in_scale * filter_scale / out_scale), "
+            "one rounding, ties away from zero",
             "LiteRT tflite/kernels/internal/reference/integer_ops/fully_connected.h "
-            "(FullyConnectedPerChannel with float scales)"),
+            "(FullyConnectedPerChannel with float scales, 2025)"),
         "fixed-point": Rule(
-            "fixed-point", "MultiplyByQuantizedMultiplier(acc, M0, shift): Q31 high mul, then a "
-            "rounding right shift (double rounding)",
+            "fixed-point", "QuantizeMultiplier(in*filter/out) -> (M0, shift); "
+            "MultiplyByQuantizedMultiplier: Q31 high mul, then a rounding right shift (two roundings); "
+            "per-tensor weights: the scale product in float32",
             "tflite-micro tensorflow/lite/micro/kernels/fully_connected_common.cc "
-            "(CalculateOpDataFullyConnected) + kernels/internal/reference/integer_ops/"
-            "fully_connected.h + kernels/internal/common.cc"),
+            "(CalculateOpDataFullyConnected) + tensorflow/lite/kernels/internal/reference/"
+            "integer_ops/fully_connected.h + kernels/internal/common.cc"),
         "fp32": Rule(
-            "fp32", "float32 acc * float32 scale, rounded to nearest-even, clamped, + zero point",
-            "XNNPACK src/qs8-gemm (fp32 requantization, xnn_qs8_qc8w_conv_minmax_params) + "
-            "src/xnnpack/requantization.h"),
+            "fp32", "float32 scale in*filter/out per channel; (float) acc * scale rounded to "
+            "nearest-even",
+            "XNNPACK src/operators/fully-connected-nc.c + src/qs8-qc8w-gemm (fp32 kernels)"),
     },
-    # ADD / SUB / MUL int8: the elementwise requantization
-    "elementwise_requantize": {
+    # ADD / SUB int8
+    "add_requantize": {
         "fixed-point": Rule(
-            "fixed-point", "inputs << 20, per-input and output (M0, shift) multipliers "
-            "(MUL: one multiplier for s1*s2/s_out)",
-            "LiteRT tflite/kernels/internal/reference/integer_ops/add.h, mul.h "
-            "(tflite-micro has the same files)"),
+            "fixed-point", "inputs << 20, each rescaled to 2*max(s1, s2) by (M0, shift), summed, "
+            "rescaled to the output by (M0, shift)",
+            "LiteRT tflite/kernels/internal/reference/integer_ops/add.h AddFunc "
+            "(tflite-micro: the same file; LiteRT builtin: optimized_integer_ops/add.h, same values)"),
         "xnnpack": Rule(
-            "xnnpack", "ADD: integer multipliers with a rounding shift (qs8-vadd); MUL: float32 "
-            "product * scale, rounded to nearest-even (qs8-vmul fp32)",
-            "XNNPACK src/qs8-vadd, src/qs8-vmul (fp32 requantization), src/microparams-init.c"),
+            "xnnpack", "one ~21-bit integer multiplier per input from the float32 ratio "
+            "in_scale/out_scale; (bias + a*ma + b*mb) >> shift, round half up",
+            "XNNPACK src/microparams-init.c xnn_init_qs8_add_minmax_scalar_params + "
+            "src/qs8-vadd, src/qs8-vaddc"),
     },
-    # SOFTMAX int8
-    "softmax_int8": {
-        "gemmlowp": Rule(
-            "gemmlowp", "Q5.26 scaled difference, gemmlowp exp_on_negative_values, Q12.19 sum, "
-            "GetReciprocal",
-            "LiteRT tflite/kernels/internal/reference/softmax.h (tflite-micro "
-            "tensorflow/lite/micro/kernels/softmax_common.cc uses the same)"),
-        "lut": Rule(
-            "lut", "float exp table of the 256 differences, float sum, float reciprocal, "
-            "round to int8",
-            "LiteRT tflite/kernels/internal/optimized/optimized_ops.h SoftmaxInt8LUT + "
-            "activations.cc PopulateSoftmaxLookupTable"),
+    # MUL int8
+    "mul_requantize": {
+        "fixed-point": Rule(
+            "fixed-point", "(x1 - z1)*(x2 - z2) times one (M0, shift) for float32(s1*s2)/s_out, "
+            "two roundings",
+            "LiteRT tflite/kernels/internal/reference/integer_ops/mul.h "
+            "(tflite-micro: the same file)"),
+        "xnnpack-fp32": Rule(
+            "xnnpack-fp32", "(float) ((x1 - z1)*(x2 - z2)) * float32(s1*s2/s_out), rounded to "
+            "nearest-even",
+            "XNNPACK src/microparams-init.c xnn_init_qs8_mul_minmax_scalar_params + "
+            "src/qs8-vmul, src/qs8-vmulc (fp32 kernels)"),
     },
     # BATCH_MATMUL int8
     "batch_matmul_requantize": {
         "fixed-point": Rule(
             "fixed-point", "MultiplyByQuantizedMultiplier(acc, M0, shift), multiplier from "
-            "float(lhs_scale * rhs_scale) / out_scale",
-            "LiteRT tflite/kernels/internal/reference/batch_matmul.h; tflite-micro "
+            "float32(lhs_scale * rhs_scale) / out_scale",
+            "LiteRT tflite/kernels/internal/reference/batch_matmul.h (builtin: "
+            "optimized_ops::BatchMatMul, same values); tflite-micro "
             "tensorflow/lite/micro/kernels/batch_matmul.cc"),
+        "fp32": Rule(
+            "fp32", "(float) acc * float32(lhs_scale*rhs_scale/out_scale), rounded to nearest-even; "
+            "only where the rhs zero point is 0 (else the builtin kernel runs it)",
+            "XNNPACK src/subgraph/batch-matrix-multiply.c + src/qs8-gemm (fp32); LiteRT "
+            "tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode"),
+    },
+    # SOFTMAX int8 (XNNPACK does not take it: LiteRT's builtin kernel runs it in the xnnpack profile)
+    "softmax_int8": {
+        "float-lut": Rule(
+            "float-lut", "float table expf(-in_scale*beta*d) of the 256 differences d = max - x, "
+            "float32 sum, 1/(sum*out_scale), round(table*that) + zero point",
+            "LiteRT tflite/kernels/activations.cc SoftmaxPrepare (PopulateSoftmaxLookupTable) + "
+            "tflite/kernels/internal/optimized/optimized_ops.h Softmax (float table)"),
+        "gemmlowp": Rule(
+            "gemmlowp", "Q5.26 scaled difference, gemmlowp exp_on_negative_values, Q12.19 sum, "
+            "GetReciprocal",
+            "LiteRT tflite/kernels/internal/reference/softmax.h (tflite-micro "
+            "tensorflow/lite/micro/kernels/softmax_common.cc: the same)"),
     },
 }
 
@@ -99,8 +122,10 @@ class Profile:
     choices: dict[str, str]            # step -> rule name
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def rule(self, step: str) -> Rule:
-        return RULES[step][self.choices[step]]
+    def rule(self, step: str, strategy: str | None = None) -> Rule:
+        """This profile's rule for ``step`` (or the named ``strategy`` of that step: a kernel
+        that falls back, e.g. an op XNNPACK does not take, names the rule it ends up using)."""
+        return RULES[step][strategy or self.choices[step]]
 
     def strategy(self, step: str) -> str:
         """The name of the rule this profile uses for ``step`` (what a kernel dispatches on)."""
@@ -109,17 +134,26 @@ class Profile:
 
 LITERT_REF = Profile(
     "litert-ref", "LiteRT reference kernels (BUILTIN_REF)",
-    {"fc_requantize": "double", "elementwise_requantize": "fixed-point",
-     "softmax_int8": "gemmlowp", "batch_matmul_requantize": "fixed-point"})
+    {"fc_requantize": "double", "add_requantize": "fixed-point", "mul_requantize": "fixed-point",
+     "batch_matmul_requantize": "fixed-point", "softmax_int8": "gemmlowp"})
 
 TFLM = Profile(
     "tflm", "TensorFlow Lite Micro (the tflite-micro package's reference kernels)",
-    {"fc_requantize": "fixed-point", "elementwise_requantize": "fixed-point",
-     "softmax_int8": "gemmlowp", "batch_matmul_requantize": "fixed-point"},
-    notes=("TFLite Micro is built without TFLITE_SINGLE_ROUNDING: MultiplyByQuantizedMultiplier "
-           "rounds twice, as LiteRT's does; the difference is only which ops use it.",))
+    {"fc_requantize": "fixed-point", "add_requantize": "fixed-point", "mul_requantize": "fixed-point",
+     "batch_matmul_requantize": "fixed-point", "softmax_int8": "gemmlowp"},
+    notes=("TFLite Micro is built without TFLITE_SINGLE_ROUNDING (no build file defines it): "
+           "MultiplyByQuantizedMultiplier rounds twice, as LiteRT's does; what differs is that "
+           "FULLY_CONNECTED uses it instead of LiteRT's double-precision rounding.",))
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM)}
+XNNPACK = Profile(
+    "xnnpack", "LiteRT default resolver: XNNPACK delegate + builtin kernels for the rest",
+    {"fc_requantize": "fp32", "add_requantize": "xnnpack", "mul_requantize": "xnnpack-fp32",
+     "batch_matmul_requantize": "fp32", "softmax_int8": "float-lut"},
+    notes=("Not delegated in int8 MobileBERT (run by LiteRT's builtin kernels, same values as the "
+           "reference ones except SOFTMAX's float table): SOFTMAX, GATHER, CAST, the last STRIDED_SLICE, and every "
+           "BATCH_MATMUL whose rhs zero point is not 0."))
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK)}
 DEFAULT = LITERT_REF.name
 
 
@@ -136,6 +170,15 @@ def profile_for_runtime(against: str) -> str:
     """The profile to compare a runtime with (the default one where none reproduces it)."""
     name = PROFILE_FOR_RUNTIME.get(against, DEFAULT)
     return name if name in PROFILES else DEFAULT
+
+
+def rule_of_source(source: str) -> Rule | None:
+    """The rule whose source a kernel reports (PreparedOp.rule), None for rules no profile varies."""
+    for rules in RULES.values():
+        for rule in rules.values():
+            if rule.source == source:
+                return rule
+    return None
 
 
 def get_profile(profile: str | Profile | None) -> Profile:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import fixedpoint as fp
 from ..fixedpoint import (asymmetric_quantize_floats, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_int64, quantize_multipliers,
                           requantize_double, symmetric_quantize_floats)
@@ -85,7 +86,18 @@ def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale):
                         "int64_accumulator": wide}
 
 
-REQUANTIZERS = {"double": _requantize_double, "fixed-point": _requantize_fixed_point}
+def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale):
+    """XNNPACK qs8-qc8w gemm, fp32 requantization: the float32 scale in_scale * filter_scale /
+    out_scale per channel (fully-connected-nc.c), (float) acc times it, rounded to nearest-even."""
+    scales = (np.float32(x_scale) * w_scales.astype(np.float32) / np.float32(out_scale)).astype(np.float32)
+
+    def requantize(acc):                                    # [batches, units] exact integers
+        return fp.requantize_fp32(acc, scales)
+    return requantize, {"scale": scales}
+
+
+REQUANTIZERS = {"double": _requantize_double, "fixed-point": _requantize_fixed_point,
+                "fp32": _requantize_fp32}
 
 
 def _prepare_integer(ctx: OpContext) -> PreparedOp:
