@@ -195,3 +195,13 @@ def test_diff_runtimes_names_the_rule():
     assert "rule 'fixed-point'" in r.stdout and "rule 'double'" in r.stdout
     r = cli("diff-runtimes", "-m", str(FIXTURES / "tiny_int8.tflite"), "--runtimes", "litert-ref,arm")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_docs_table_names_every_rule():
+    """docs/numerics.md lists every rule of every profile with the source it mirrors."""
+    from npmobilebert.numerics import RULES
+
+    text = (Path(__file__).parent.parent / "docs" / "numerics.md").read_text()
+    for rules in RULES.values():
+        for rule in rules.values():
+            assert f"| `{rule.name}` | {rule.summary} | {rule.source} |" in text
