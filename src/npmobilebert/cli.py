@@ -82,6 +82,15 @@ model_option = click.option("-m", "--model", "model_path", type=click.Path(dir_o
                             default=None, help="A .tflite file (default: the shipped model).")
 
 
+def numerics_option(default_help: str = "litert-ref"):
+    """--numerics: whose arithmetic the NumPy interpreter computes (numerics.py)."""
+    from .numerics import PROFILES
+    return click.option("--numerics", type=click.Choice(list(PROFILES)), default=None,
+                        help="Numerics profile: litert-ref (LiteRT's reference kernels), tflm "
+                        "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver)"
+                        f" [default: {default_help}].")
+
+
 def input_set_options(default_random: int, ids: bool = True):
     """The options that choose what a command runs on: texts, a file of texts, token ids and
     seeded random inputs (shared by verify, lint and layer-error)."""
@@ -132,7 +141,8 @@ def info(model_path, as_json):
               help="Print every op (-t); with internals (-tt); with inputs and value samples (-ttt).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False),
               help="Save every intermediate tensor, by name, to this .npz.")
-def run(model_path, text, ids_text, trace_level, save_path):
+@numerics_option()
+def run(model_path, text, ids_text, trace_level, save_path, numerics):
     """Run the NumPy interpreter on one tweet (or token ids) and print the result."""
     from .fileio import check_writable, save_npz
     from .inputs import InputMaker, model_labels
@@ -144,7 +154,7 @@ def run(model_path, text, ids_text, trace_level, save_path):
     if save_path:
         check_writable(save_path)   # now, not after the run
     model = _load(model_path)
-    interp = Interpreter(model)     # checks the graph and its sizes before any input is made
+    interp = Interpreter(model, numerics=numerics)   # checks the graph and sizes before any input
     maker = InputMaker(model)
     made = maker.from_ids(_parse_ids(ids_text)) if ids_text is not None else maker.from_text(text)
     if made.tokens:
@@ -169,9 +179,11 @@ def run(model_path, text, ids_text, trace_level, save_path):
 
 @main.command()
 @model_option
-@click.option("--against", type=str, default="ref", metavar="ref|builtin|default|RUN.npz",
+@click.option("--against", type=str, default="ref", metavar="ref|builtin|default|tflm|RUN.npz",
               show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
+              "tflm: TensorFlow Lite Micro (the tflite-micro package); "
               "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
+@numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack")
 @input_set_options(default_random=5)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert",
@@ -180,12 +192,13 @@ def run(model_path, text, ids_text, trace_level, save_path):
 @click.option("--runtime-python", type=click.Path(dir_okay=False), default=None,
               help="A Python that can import tflite_runtime (default: $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON, "
               "else this one).")
-def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, seed, json_path,
+def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file, limit, seed, json_path,
            runtime, runtime_python):
     """Compare every tensor of the NumPy interpreter with LiteRT (or tflite-runtime) on the same inputs.
 
-    Exit 0 when every tensor is identical (against 'ref'), or when every label agrees (against
-    'builtin'/'default', whose arithmetic differs by design); 1 otherwise; 2 on bad input.
+    Exit 0 when every tensor is identical (against 'ref' with litert-ref numerics, 'tflm' with
+    tflm numerics), or when every label agrees (other pairs, whose arithmetic differs by design);
+    1 otherwise; 2 on bad input.
     """
     from .fileio import check_writable, save_json
     from .inputs import InputMaker
@@ -193,14 +206,19 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     from .runtime import make_runner, tflite_runtime_python
     from .verify import format_report, verify as run_verify
 
-    if against not in ("ref", "builtin", "default"):
-        _verify_dump(model_path, against, json_path,
+    from .numerics import profile_for_runtime
+
+    if against not in ("ref", "builtin", "default", "tflm"):
+        _verify_dump(model_path, against, numerics, json_path,
                      given=[n_random is not None, texts, ids_list, texts_file, runtime != "litert",
                             runtime_python])
     if json_path:
         check_writable(json_path)   # now, not after the comparison
+    if against == "tflm" and runtime != "litert":
+        raise InputError("--against tflm runs TensorFlow Lite Micro: --runtime does not apply")
     model = _load(model_path)
-    interp = Interpreter(model)     # checks the graph and its sizes before any input is made
+    # checks the graph and its sizes before any input is made
+    interp = Interpreter(model, numerics=numerics or profile_for_runtime(against))
     maker = InputMaker(model)
     inputs = [s.arrays for s in _input_sets(maker, texts, ids_list, texts_file, limit, n_random, seed,
                                             default_random=5)]
@@ -209,7 +227,8 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     if runtime_python and runtime != "tflite-runtime":
         raise InputError("--runtime-python goes with --runtime tflite-runtime")
     python = tflite_runtime_python(runtime_python) if runtime == "tflite-runtime" else None
-    runner = make_runner(runtime, model.path, resolver=against, python=python)
+    runner = make_runner("tflm" if against == "tflm" else runtime, model.path, resolver=against,
+                         python=python)
     try:
         with click.progressbar(length=len(inputs), label="verifying", file=sys.stderr,
                                show_pos=True) as bar:
@@ -221,18 +240,17 @@ def verify(model_path, against, n_random, texts, ids_list, texts_file, limit, se
     click.echo(format_report(report, model))
     if json_path:
         save_json(json_path, report.to_json(model))
-    ok = report.identical if against == "ref" else report.labels_agree == report.inputs
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if report.ok else 1)
 
 
-def _verify_dump(model_path, dump_path, json_path, given):
+def _verify_dump(model_path, dump_path, numerics, json_path, given):
     """verify --against RUN.npz: recompute a dump's runs with the NumPy interpreter (dump.py)."""
     from .dump import verify_dump
     from .fileio import check_writable, save_json
     from .verify import format_report
 
     if not dump_path.endswith(".npz") and not os.path.isfile(dump_path):
-        raise InputError(f"--against takes ref, builtin, default or a dump (.npz), got '{dump_path}'")
+        raise InputError(f"--against takes ref, builtin, default, tflm or a dump (.npz), got '{dump_path}'")
     if not os.path.isfile(dump_path):
         raise InputError(f"--against {dump_path}: no such file")
     if any(given):
@@ -241,12 +259,11 @@ def _verify_dump(model_path, dump_path, json_path, given):
     if json_path:
         check_writable(json_path)
     model = _load(model_path)
-    report = verify_dump(model, dump_path)
+    report = verify_dump(model, dump_path, numerics=numerics)
     click.echo(format_report(report, model))
     if json_path:
         save_json(json_path, report.to_json(model))
-    ok = report.identical if report.against == "ref" else report.labels_agree == report.inputs
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()
@@ -255,8 +272,9 @@ def _verify_dump(model_path, dump_path, json_path, given):
 @click.option("--ids", "ids_list", multiple=True, help="Token ids to run, e.g. '101 7592 102' (repeatable).")
 @click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
               help="N runs on random inputs (default 1 when no --text/--ids is given).")
-@click.option("--resolver", type=click.Choice(["ref", "builtin", "default"]), default="ref", show_default=True,
-              help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK.")
+@click.option("--resolver", type=click.Choice(["ref", "builtin", "default", "tflm"]), default="ref",
+              show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
+              "tflm: TensorFlow Lite Micro instead of LiteRT (the tflite-micro package).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
@@ -378,7 +396,8 @@ def _parse_index(text: str) -> tuple[int, ...]:
 @click.option("--text", help="The input text (default: seeded random token ids).")
 @click.option("--ids", "ids_text", help="Token ids instead of text.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input.")
-def explain(model_path, op_index, index_text, text, ids_text, seed):
+@numerics_option()
+def explain(model_path, op_index, index_text, text, ids_text, seed, numerics):
     """One output element of one op, computed step by step with the actual numbers.
 
     Exit 0 when the explanation reproduces the interpreter's element, 1 when it does not.
@@ -390,7 +409,7 @@ def explain(model_path, op_index, index_text, text, ids_text, seed):
     if text is not None and ids_text is not None:
         raise InputError("give --text or --ids, not both")
     model = _load(model_path)
-    interp = Interpreter(model)
+    interp = Interpreter(model, numerics=numerics)
     if not 0 <= op_index < len(interp.plan):
         raise InputError(f"op {op_index} does not exist: the model has ops 0 to {len(interp.plan) - 1}")
     maker = InputMaker(model)
@@ -409,11 +428,47 @@ def explain(model_path, op_index, index_text, text, ids_text, seed):
     sys.exit(0 if result.matches else 1)
 
 
+@main.command("diff-runtimes")
+@model_option
+@click.option("--text", help="The input text (default: seeded random token ids).")
+@click.option("--ids", "ids_text", help="Token ids instead of text.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input.")
+@click.option("--runtimes", "runtimes", default="litert-ref,tflm,xnnpack", show_default=True,
+              help="Numerics profiles, comma-separated: the first is compared with each other one.")
+def diff_runtimes_command(model_path, text, ids_text, seed, runtimes):
+    """Where runtimes first diverge on this model and input, which rounding or lookup rule is
+    responsible, and how the difference propagates to the output (numerics profiles)."""
+    from .diff_runtimes import diff_runtimes, format_diff
+    from .inputs import InputMaker, model_labels
+    from .numerics import get_profile
+
+    names = [n.strip() for n in runtimes.split(",") if n.strip()]
+    for n in names:
+        get_profile(n)                       # an unknown name is one line, exit 2
+    if len(names) < 2:
+        raise InputError("--runtimes needs at least two profiles, e.g. litert-ref,tflm")
+    if text is not None and ids_text is not None:
+        raise InputError("give --text or --ids, not both")
+    model = _load(model_path)
+    maker = InputMaker(model)
+    if text is not None:
+        made = maker.from_text(text)
+    elif ids_text is not None:
+        made = maker.from_ids(_parse_ids(ids_text))
+    else:
+        made = maker.random(np.random.default_rng(seed))
+        click.echo(f"input: random (seed {seed})")
+    labels = model_labels(model)
+    for other in names[1:]:
+        click.echo(format_diff(diff_runtimes(model, made.arrays, names[0], other), model, labels))
+
+
 @main.command()
 @model_option
 @input_set_options(default_random=10)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path):
+@numerics_option()
+def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path, numerics):
     """Quantization health checks: saturation, collapsed softmax, few levels, weight zero points,
     per-channel scale spread, accumulator headroom. Exit 0 when clean, 1 on findings."""
     from .fileio import check_writable, save_json
@@ -424,7 +479,7 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
     if json_path:
         check_writable(json_path)
     model = _load(model_path)
-    interp = Interpreter(model)
+    interp = Interpreter(model, numerics=numerics)
     sets = _input_sets(InputMaker(model), texts, ids_list, texts_file, limit, n_random, seed,
                        default_random=10)
     linter = lint_model(model, interp, [s.arrays for s in sets])
@@ -445,8 +500,9 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Also draw SQNR and cosine per op to this PNG (needs the [plot] extra: matplotlib).")
+@numerics_option()
 def layer_error_command(model_path, float_path, texts, texts_file, limit, n_random, seed, all_tensors,
-                        json_path, plot_path):
+                        json_path, plot_path, numerics):
     """Per-layer error of a quantized model against a float model of the same network: SQNR,
     cosine similarity, max and mean |error| per matched tensor."""
     from .fileio import check_writable, save_json
@@ -459,7 +515,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
         if path:
             check_writable(path)
     quant, floating = _load(model_path), load_model(float_path)
-    q_interp, f_interp = Interpreter(quant), Interpreter(floating)
+    q_interp, f_interp = Interpreter(quant, numerics=numerics), Interpreter(floating)
     q_maker, f_maker = InputMaker(quant), InputMaker(floating)
     q_sets = _input_sets(q_maker, texts, [], texts_file, limit, n_random, seed, default_random=5)
     # the float model gets the same token ids (random ones included)

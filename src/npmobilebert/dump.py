@@ -20,9 +20,10 @@ The dump (an ``.npz`` that ``np.load`` reads without pickles, written atomically
   ``tensors`` (key -> tensor index; a name that two tensors share gets ``#<index>`` appended).
 
 ``verify`` refuses a dump of another model (sha256 mismatch, exit 2).  Against a dump made with
-the ``ref`` resolver it exits 0 only when every tensor is bit-identical and 1 naming the first
-divergent tensor; against ``builtin``/``default`` dumps (optimized arithmetic, different by
-design) it reports the same comparison and exits 0 when every label agrees, as ``verify`` does.
+the ``ref`` resolver (or ``tflm``: TensorFlow Lite Micro, recomputed with the ``tflm`` numerics
+profile) it exits 0 only when every tensor is bit-identical and 1 naming the first divergent
+tensor; against ``builtin``/``default`` dumps (optimized arithmetic, different by design) it
+reports the same comparison and exits 0 when every label agrees, as ``verify`` does.
 
 Caveat: tflite-runtime 2.14 in process (a board without ai-edge-litert) lets in-place kernels
 overwrite some intermediates even with preserve_all_tensors (see runtime.py); where
@@ -81,17 +82,19 @@ def _prefixes(n: int) -> list[str]:
 def dump_runs(model_path: str, inputs_list: Sequence[list[np.ndarray]], out_path: str,
               resolver: str = "ref", threads: int = 1, seed: int | None = None,
               progress=None) -> dict:
-    """Run LiteRT on every input set and write every computed tensor to ``out_path``; the metadata."""
+    """Run LiteRT (or, with ``resolver="tflm"``, TensorFlow Lite Micro) on every input set and
+    write every computed tensor to ``out_path``; the metadata."""
     from .fileio import atomic_path
     from .model import load_model
-    from .runtime import LiteRTRunner, runtime_name
+    from .runtime import LiteRTRunner, TFLMRunner, runtime_name
 
     if not inputs_list:
         raise InputError("nothing to dump: give --random N, --text or --ids")
     model = load_model(model_path)
     keys = tensor_keys(model)
     input_names = [model.tensors[i].name for i in model.inputs]
-    runner = LiteRTRunner(model_path, resolver=resolver, num_threads=threads)
+    runner = (TFLMRunner(model_path) if resolver == "tflm"
+              else LiteRTRunner(model_path, resolver=resolver, num_threads=threads))
     prefixes = _prefixes(len(inputs_list))
     meta = {
         "format": DUMP_FORMAT, "runtime": getattr(runner, "name", None) or runtime_name(),
@@ -201,11 +204,14 @@ class DumpReplay:
         return out
 
 
-def verify_dump(model, dump_path: str, progress=None):
+def verify_dump(model, dump_path: str, progress=None, numerics: str | None = None):
     """Recompute every run of a dump with the NumPy interpreter; a verify.VerifyReport.
 
-    Raises InputError (exit 2) when the dump is of another model or is not a dump."""
+    ``numerics``: the profile to recompute with (default: the one reproducing the dump's
+    resolver, e.g. tflm for a TensorFlow Lite Micro dump). Raises InputError (exit 2) when the
+    dump is of another model or is not a dump."""
     from .interpreter import Interpreter
+    from .numerics import profile_for_runtime
     from .verify import verify
 
     dump = Dump(dump_path)
@@ -218,11 +224,12 @@ def verify_dump(model, dump_path: str, progress=None):
             f"{dump_path} was dumped from another model: {meta.get('model_file')} (sha256 "
             f"{str(meta.get('model_sha256'))[:12]}...), not {os.path.basename(model.path)} "
             f"(sha256 {sha[:12]}...); pass the model the dump was made with")
-    interp = Interpreter(model)
+    resolver = str(meta.get("resolver", "ref"))
+    interp = Interpreter(model, numerics=numerics or profile_for_runtime(resolver))
     replay = DumpReplay(dump, model)
     inputs = replay.inputs(model)
     try:
-        report = verify(model, interp, replay, inputs, str(meta.get("resolver", "ref")), progress=progress)
+        report = verify(model, interp, replay, inputs, resolver, progress=progress)
     finally:
         dump.close()
     report.note = (f"recomputed from {dump_path}: {meta.get('runs')} run(s) of "

@@ -332,21 +332,7 @@ def _fc_integer(site: Site):
         site.say(f"  + bias[{unit}] = {bias} (int32, scale in_scale*w_scale = {_scale(x_t) * _scale(w_t, unit):.6g})"
                  f" -> {acc + bias}")
     total = acc + bias
-    eff = float(np.asarray(p["effective_scale"]).reshape(-1)[unit if p["per_channel"] else 0])
-    site.say()
-    site.say("2. requantization to the output scale")
-    site.say(f"  real multiplier = in_scale * w_scale / out_scale = {_scale(x_t):.6g} * {_scale(w_t, unit):.6g}"
-             f" / {_scale(out_t):.6g} = {eff:.10g} (in double)")
-    scaled = total * eff
-    rounded = int(fp.requantize_double(np.array([total]), eff)[0])
-    site.say(f"  reference kernel (since 2025): (int32) round((double) {total} * {eff:.10g})"
-             f" = round({scaled:.6f}) = {rounded}   (C round: ties away from zero)")
-    m0, shift = fp.quantize_multiplier(eff)
-    site.say(f"  [the optimized kernels use the fixed-point form instead: QuantizeMultiplier({eff:.10g})"
-             f" = (M0 {m0}, shift {shift})]")
-    opt = _requantize_steps(site, total, m0, shift, indent="    ")
-    site.say(f"    -> {opt}" + ("  (same here)" if opt == rounded else f"  (differs by {opt - rounded}: "
-                                                                          f"one more rounding)"))
+    rounded = _fc_requantize(site, total, unit)
     lo, hi = p["activation_min"], p["activation_max"]
     site.say(f"  + output zero point {out_zp}: {rounded + out_zp}")
     q = _clamp(site, rounded + out_zp, lo, hi, _activation_words(site, lo, hi))
@@ -359,6 +345,43 @@ def _fc_integer(site: Site):
     site.say(f"  dequantized inputs {_floats(xf)}, weights {_floats(wf)}, bias {bf:.6g}")
     _float_comparison(site, q, approx, "dot(x, w) + b with dequantized values, fused activation, in double")
     return q
+
+
+def _fc_requantize(site: Site, total: int, unit: int) -> int:
+    """Step 2 of FULLY_CONNECTED: the requantization the profile uses (numerics.py), then the
+    other rule for comparison -- the two differ by one LSB where the extra rounding matters."""
+    x_t, w_t, out_t, p = site.tensor(0), site.tensor(1), site.out_t, site.params
+    channel = unit if p["per_channel"] else 0
+    eff = _scale(x_t) * _scale(w_t, unit) / _scale(out_t)
+    site.say()
+    site.say(f"2. requantization to the output scale ({site.step.ctx.numerics.name} numerics)")
+    site.say(f"  real multiplier = in_scale * w_scale / out_scale = {_scale(x_t):.6g} * {_scale(w_t, unit):.6g}"
+             f" / {_scale(out_t):.6g} = {eff:.10g} (in double)")
+    double = int(fp.requantize_double(np.array([total]), eff)[0])
+    double_words = (f"(int32) round((double) {total} * {eff:.10g}) = round({total * eff:.6f}) = {double}"
+                    f"   (C round: ties away from zero)")
+    if "output_multiplier" not in p:                      # the double rule
+        site.say(f"  reference kernel (since 2025): {double_words}")
+        m0, shift = fp.quantize_multiplier(eff)
+        site.say(f"  [TFLite Micro and the optimized kernels use the fixed-point form instead:"
+                 f" QuantizeMultiplier({eff:.10g}) = (M0 {m0}, shift {shift})]")
+        other = _requantize_steps(site, total, m0, shift, indent="    ")
+        used = double
+    else:                                                 # the fixed-point rule
+        m0 = int(np.asarray(p["output_multiplier"]).reshape(-1)[channel])
+        shift = int(np.asarray(p["output_shift"]).reshape(-1)[channel])
+        if p.get("int64_accumulator"):
+            used = int(fp.multiply_by_quantized_multiplier_int64(total, m0, shift))
+            site.say(f"  MultiplyByQuantizedMultiplier(int64 {total}, M0 {m0}, shift {shift}): the multiplier"
+                     f" rounded to 16 bits, one rounding shift = {used}")
+        else:
+            site.say(f"  fixed point: QuantizeMultiplier = (M0 {m0}, shift {shift})")
+            used = _requantize_steps(site, total, m0, shift, indent="    ")
+        site.say(f"  [LiteRT's reference kernel (since 2025) rounds once instead: {double_words}]")
+        other = double
+    site.say(f"    -> {other}" + ("  (same here)" if other == used else
+                                  f"  (differs by {other - used}: the two rules round differently)"))
+    return used
 
 
 def _fc_float(site: Site):

@@ -272,6 +272,30 @@ def requantize_double(acc, effective_scale):
     return rounded
 
 
+def requantize_fp32(acc, scale):
+    """XNNPACK's fp32 requantization (src/qs8-gemm, src/qs8-vmul ``*-fp32-*`` kernels):
+    ``(float) acc * scale`` in float32, rounded to nearest, ties to even (cvtps2dq / lrintf /
+    the magic-bias trick all round so). Returns int64 values before the zero point is added."""
+    scaled = np.asarray(acc).astype(np.float32) * np.float32(scale)
+    return np.rint(scaled.astype(np.float32)).astype(np.int64)
+
+
+def xnnpack_add_multipliers(a_output_scale, b_output_scale) -> tuple[int, int, int]:
+    """xnn_init_qs8_add_minmax_scalar_params (XNNPACK src/microparams-init.c): (a multiplier,
+    b multiplier, shift) for ``(bias + a*ma + b*mb) >> shift``. The scales are float32
+    ratios; the shift puts the larger one's multiplier in [2**20, 2**21); each multiplier is
+    lrintf(|scale| * 2**shift), negative for a negative scale (SUB)."""
+    a, b = np.float32(a_output_scale), np.float32(b_output_scale)
+    largest = max(abs(a), abs(b))
+    exponent = int((largest.view(np.uint32) >> 23) & 0xFF) - 127
+    shift = 20 - exponent
+
+    def multiplier(v: np.float32) -> int:
+        m = int(np.rint(np.float32(abs(v) * np.float32(2.0 ** shift))))   # exact: a power of two
+        return -m if np.signbit(v) else m
+    return multiplier(a), multiplier(b), shift
+
+
 # ----------------------------------------------------------------------------------------------
 # Softmax scaling   [quantization_util.cc]
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .feeds import order_inputs
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
 from .kernels import PreparedOp, prepare_op
 from .model import Model, Operator, Tensor
+from .numerics import Profile, get_profile
 
 Observer = Callable[[PreparedOp, list, list], None]
 
@@ -59,12 +60,16 @@ CONTROL_FLOW_OPS = frozenset({"WHILE", "IF", "CALL_ONCE", "CALL"})
 class Interpreter:
     """A prepared plan for one subgraph: its ops in order, ready to run on inputs."""
 
-    def __init__(self, model: Model, subgraph: int = 0, max_tensor_bytes: int = MAX_TENSOR_BYTES):
+    def __init__(self, model: Model, subgraph: int = 0, max_tensor_bytes: int = MAX_TENSOR_BYTES,
+                 numerics: str | Profile | None = None):
         """Check the graph and prepare every op; nothing the size of an activation is allocated.
 
         ``max_tensor_bytes`` caps the declared size of every activation (graph inputs and op
         outputs): a model declaring a larger one is refused here, before any run allocates it.
+        ``numerics``: whose arithmetic to compute (numerics.py): "litert-ref" (the default),
+        "tflm" or "xnnpack".
         """
+        self.numerics: Profile = get_profile(numerics)
         if not 0 <= subgraph < len(model.subgraphs):
             raise InputError(f"subgraph {subgraph} does not exist: the model has {len(model.subgraphs)}")
         self.model = model
@@ -156,7 +161,7 @@ class Interpreter:
 
     def _prepare(self, op: Operator) -> PreparedOp:
         try:
-            return prepare_op(op, self.tensors)
+            return prepare_op(op, self.tensors, self.numerics)
         except NpMobileBertError:
             raise
         except Exception as exc:  # noqa: BLE001 - see _kernel_failure

@@ -48,6 +48,7 @@ the same rules as ``run_all`` above, and one more (found by experiment with tfli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,7 +64,7 @@ from .feeds import order_inputs
 from .errors import InputError, NpMobileBertError
 
 RESOLVERS = ("ref", "builtin", "default")
-RUNTIMES = ("litert", "tflite-runtime")
+RUNTIMES = ("litert", "tflite-runtime", "tflm")
 #: the environment variable naming a Python that has tflite-runtime (``verify --runtime tflite-runtime``)
 TFLITE_RUNTIME_PYTHON_ENV = "NPMOBILEBERT_TFLITE_RUNTIME_PYTHON"
 
@@ -274,6 +275,144 @@ class LiteRTRunner(_Runner):
         """LiteRT's details for the model's own tensors."""
         return [d for d in self._interp.get_tensor_details()
                 if self._n_model_tensors is None or d["index"] < self._n_model_tensors]
+
+
+# ------------------------------------------------------------------------------------------------
+# TensorFlow Lite Micro, through the tflite-micro package's Python interpreter
+
+
+def tflm_available() -> bool:
+    """Whether the ``tflite-micro`` package (the ``[tflm]`` extra) can be imported."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: tflite-micro memory_planner/linear_memory_planner.h kMaxBufferCount: the planner behind
+#: kPreserveAllTensors holds at most this many tensors ("Too many buffers (max is 1024)").
+TFLM_LINEAR_PLANNER_MAX_BUFFERS = 1024
+
+
+@contextlib.contextmanager
+def _native_stderr(lines: list[str]):
+    """Collect what native code writes to file descriptor 2 (TFLite Micro's MicroPrintf) into
+    ``lines`` instead of the terminal, so that an error stays one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines()
+                         if line.strip())
+
+
+class TFLMRunner(_Runner):
+    """TensorFlow Lite Micro's interpreter (``tflite-micro`` package) over a model.
+
+    What it can see (found by experiment with tflite-micro 0.dev20261023):
+
+    * With ``kPreserveAllTensors`` every tensor keeps its own arena memory, so ``GetTensor``
+      after ``invoke`` reads each intermediate (flat or shaped: reshaped to the model's shapes).
+    * That mode plans with the linear planner, which holds at most 1024 tensors: a full-size
+      MobileBERT (24 layers, ~1,080 activations) does not load. Such a model runs with the
+      default (greedy) planner on a copy whose graph outputs list every op output (kernels
+      unchanged), each then read with ``get_output`` -- the same trick as for tflite-runtime.
+    * TFLite Micro registers its own op set: a model with an op or dtype it lacks (e.g. int16
+      GATHER in 16x8 models) fails at load; what TFLite Micro printed becomes the one-line error.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, arena_size: int | None = None):
+        try:
+            from tflite_micro.python.tflite_micro import runtime as tflm
+        except ImportError as e:
+            raise NpMobileBertError("TensorFlow Lite Micro is not installed: pip install "
+                                    "tflite-micro (the [tflm] extra)") from e
+        from .model import load_model
+
+        content = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else None
+        if content is None:
+            try:
+                with open(os.fspath(model), "rb") as f:
+                    content = f.read()
+            except OSError as e:
+                raise NpMobileBertError(f"cannot read model {os.fspath(model)}: {e.strerror or e}") from e
+        self._model = load_model(content)
+        try:
+            version = metadata.version("tflite-micro")
+        except metadata.PackageNotFoundError:
+            version = "unknown version"
+        self.name = f"tflite-micro {version}"
+        self.note = ""
+        graph = self._model.subgraphs[0]
+        self._inputs = list(graph.inputs)
+        self.input_details = [{"name": self._model.tensors[i].name, "index": i,
+                               "dtype": self._model.tensors[i].dtype,
+                               "shape": self._model.tensors[i].shape} for i in self._inputs]
+        self._outputs = list(graph.outputs)
+        self._computed = [i for op in graph.operators for i in op.outputs if i >= 0]
+        # every activation stays alive in either mode: the arena holds them all, plus slack
+        activations = sum(t.nbytes for t in self._model.tensors if t.data is None)
+        arena = arena_size or max(len(content) * 2, activations * 2 + (1 << 20))
+        config = tflm.InterpreterConfig.kPreserveAllTensors
+        self._output_position: dict[int, int] | None = None
+        if len(self._inputs) + len(self._computed) > TFLM_LINEAR_PLANNER_MAX_BUFFERS:
+            rewritten = _every_op_output_as_graph_output(content)
+            if rewritten is None:
+                raise NpMobileBertError("TFLite Micro cannot hold this many tensors and the model "
+                                        "cannot be rewritten to expose them")
+            content, own = rewritten
+            order = own + [i for i in self._computed if i not in set(own)]
+            self._output_position = {i: k for k, i in enumerate(order)}
+            config = tflm.InterpreterConfig.kAllocationRecording
+        printed: list[str] = []
+        try:
+            with _native_stderr(printed):
+                self._interp = tflm.Interpreter.from_bytes(content, arena_size=arena,
+                                                           intrepreter_config=config)
+        except (ValueError, RuntimeError) as e:
+            said = "; ".join(printed[-3:])
+            raise NpMobileBertError(f"TFLite Micro cannot load the model: {_one_line(e)}"
+                                    + (f" ({said})" if said else "")) from e
+        self._fed: list[np.ndarray] = []
+
+    def _invoke(self, inputs) -> None:
+        self._fed = self._bind(inputs)
+        for k, arr in enumerate(self._fed):
+            self._interp.set_input(arr, k)
+        printed: list[str] = []
+        try:
+            with _native_stderr(printed):
+                self._interp.invoke()
+        except (ValueError, RuntimeError) as e:
+            said = "; ".join(printed[-3:])
+            raise NpMobileBertError(f"TFLite Micro invoke failed: {_one_line(e)}"
+                                    + (f" ({said})" if said else "")) from e
+
+    def _tensor(self, index: int) -> np.ndarray:
+        if index in self._inputs:
+            return np.array(self._fed[self._inputs.index(index)], copy=True)
+        if self._output_position is not None:
+            value = self._interp.get_output(self._output_position[index])
+        else:
+            value = self._interp.GetTensor(index, 0)["tensor_data"]
+        return np.array(value, copy=True).reshape(self._model.tensors[index].shape)
+
+    def run(self, inputs) -> list[np.ndarray]:
+        """Run once; copies of the outputs in model output order."""
+        self._invoke(inputs)
+        return [self._tensor(i) for i in self._outputs]
+
+    def run_all(self, inputs) -> dict[int, np.ndarray]:
+        """Run once; a copy of every graph input and op output, by tensor index."""
+        self._invoke(inputs)
+        return {i: self._tensor(i) for i in self._inputs + self._computed}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -550,4 +689,6 @@ def make_runner(runtime: str, model_path: str | os.PathLike, resolver: str = "re
         return LiteRTRunner(model_path, resolver=resolver)
     if runtime == "tflite-runtime":
         return SubprocessRunner(tflite_runtime_python(python), model_path, resolver=resolver)
+    if runtime == "tflm":
+        return TFLMRunner(model_path)
     raise NpMobileBertError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")

@@ -22,6 +22,18 @@ class VerifyReport:
     labels_agree: int = 0            # inputs whose output argmax agreed
     first_input: int | None = None   # which input showed the first divergence
     note: str = ""                   # what the runtime says about itself (e.g. a resolver fallback)
+    numerics: str = "litert-ref"     # the interpreter's numerics profile (numerics.py)
+
+    @property
+    def exact(self) -> bool:
+        """Whether this profile reproduces this runtime bit for bit (then every tensor must agree)."""
+        from .numerics import EXACT_PAIRS
+        return (self.against, self.numerics) in EXACT_PAIRS
+
+    @property
+    def ok(self) -> bool:
+        """verify's verdict: every tensor identical where the profile is exact, else every label."""
+        return self.identical if self.exact else self.labels_agree == self.inputs
 
     @property
     def identical(self) -> bool:
@@ -32,6 +44,7 @@ class VerifyReport:
         first = c.first_divergence
         return {
             "model": self.model_path, "against": self.against, "runtime": self.runtime,
+            "numerics": self.numerics,
             "inputs": self.inputs, "tensors_compared": c.compared, "tensors_identical": c.identical,
             "identical": self.identical, "outputs_identical": self.outputs_identical,
             "labels_agree": self.labels_agree, "max_diff_by_op": c.max_diff_by_op,
@@ -111,7 +124,8 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
     from .runtime import runtime_name
 
     name = getattr(runner, "name", None) or runtime_name()
-    report = VerifyReport(model.path or "<bytes>", against, name, note=getattr(runner, "note", "") or "")
+    report = VerifyReport(model.path or "<bytes>", against, name, note=getattr(runner, "note", "") or "",
+                          numerics=interpreter.numerics.name)
     for k, arrays in enumerate(inputs_list):
         ours = interpreter.run_all(arrays)
         theirs = runner.run_all(arrays)
@@ -132,7 +146,9 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
 
 def format_report(report: VerifyReport, model: Model) -> str:
     c = report.comparison
-    lines = [f"verify {report.model_path} against {report.runtime}, '{report.against}' resolver"]
+    resolver = f", '{report.against}' resolver" if report.against in ("ref", "builtin", "default") else ""
+    lines = [f"verify {report.model_path} against {report.runtime}{resolver}",
+             f"numerics profile: {report.numerics}"]
     if report.note:
         lines.append(f"note: {report.note}")
     lines += [f"inputs: {report.inputs}",

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..fixedpoint import round_half_away
 from ..model import Operator, Tensor
+from ..numerics import LITERT_REF, Profile
 
 Arrays = list  # list[np.ndarray | None]
 
@@ -24,6 +25,7 @@ class OpContext:
     op: Operator
     inputs: list[Tensor | None]
     outputs: list[Tensor]
+    numerics: Profile = LITERT_REF     # whose arithmetic (numerics.py): the kernel asks it for rules
 
     @property
     def options(self) -> dict:
@@ -58,12 +60,13 @@ def register(*opcodes: str):
     return add
 
 
-def prepare_op(op: Operator, tensors) -> PreparedOp:
-    """Look up and prepare one operator; an op we do not implement is a clear error."""
+def prepare_op(op: Operator, tensors, numerics: Profile = LITERT_REF) -> PreparedOp:
+    """Look up and prepare one operator with a numerics profile's rules; an op we do not
+    implement is a clear error."""
     prepare = KERNELS.get(op.opcode)
     ctx = OpContext(op=op,
                     inputs=[tensors[i] if i >= 0 else None for i in op.inputs],
-                    outputs=[tensors[i] for i in op.outputs])
+                    outputs=[tensors[i] for i in op.outputs], numerics=numerics)
     if prepare is None:
         raise ctx.unsupported("this op is not implemented by the NumPy interpreter")
     return prepare(ctx)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_int64,
-                          quantize_multiplier)
+                          quantize_multiplier, requantize_fp32)
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
@@ -64,8 +64,21 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     lo, hi = dtype_limits(out_t.dtype)    # BATCH_MATMUL has no fused activation
     # int16 accumulates in int64 and uses the int64 MultiplyByQuantizedMultiplier overload,
     # which first rounds the multiplier to 16 bits (common.cc).
-    requantize = (multiply_by_quantized_multiplier_int64 if lhs_t.dtype == np.int16
-                  else multiply_by_quantized_multiplier)
+    fixed_point = (multiply_by_quantized_multiplier_int64 if lhs_t.dtype == np.int16
+                   else multiply_by_quantized_multiplier)
+    strategy = ctx.numerics.strategy("batch_matmul_requantize")
+    if strategy == "fp32" and (lhs_t.dtype != np.int8 or zero_point_of(rhs_t) != 0):
+        # xnnpack_delegate.cc VisitBatchMatMulNode takes int8 only with a zero rhs zero point;
+        # the others run in LiteRT's builtin kernel (fixed point)
+        strategy = "fixed-point"
+    rule = ctx.numerics.rule("batch_matmul_requantize", strategy)
+    # XNNPACK (subgraph/batch-matrix-multiply.c): a_scale * b_scale / out_scale in float32
+    fp32_scale = np.float32(np.float32(scale_of(lhs_t) * scale_of(rhs_t)) / scale_of(out_t))
+
+    def requantize(acc):
+        if strategy == "fp32":
+            return requantize_fp32(acc, fp32_scale)
+        return fixed_point(acc, multiplier, shift)
 
     depth = lhs_t.shape[-2] if ctx.options.get("adj_x") else lhs_t.shape[-1]
     qmin, qmax = dtype_limits(lhs_t.dtype)
@@ -77,12 +90,14 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
         lhs = lhs_of(inputs[0].astype(gemm_type) + gemm_type(lhs_offset))
         rhs = rhs_of(inputs[1].astype(gemm_type) + gemm_type(rhs_offset))
         acc = exact_int_matmul(lhs, rhs, gemm_type)          # [..., rows, cols]
-        out = requantize(acc, multiplier, shift) + out_zp
+        out = requantize(acc) + out_zp
         return [clamp_cast(out, lo, hi, out_t.dtype).reshape(out_shape)]
 
     params = {"real_multiplier": real_multiplier, "multiplier": multiplier, "shift": shift,
               "lhs_offset": lhs_offset, "rhs_offset": rhs_offset, "output_offset": out_zp}
-    return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/batch_matmul.h (int8/int16)")
+    if strategy == "fp32":
+        params["scale"] = float(fp32_scale)
+    return PreparedOp(ctx, run, params, rule.source)
 
 
 def _extend5(shape) -> tuple[int, ...]:

@@ -49,6 +49,18 @@ def _prepare_add_sub(ctx: OpContext, activation: str) -> PreparedOp:
     if a_t.dtype == np.int16 and ctx.options.get("pot_scale_int16", True) and ctx.op.opcode == "ADD":
         if not _general_int16_scales(a_t, b_t, out_t):
             raise ctx.unsupported("int16 ADD with power-of-two scales (pot_scale_int16) is not supported yet")
+    strategy = ctx.numerics.strategy("add_requantize")
+    if strategy == "xnnpack" and (a_t.dtype != np.int8 or not _xnnpack_takes_add(ctx)):
+        strategy = "fixed-point"        # not delegated: LiteRT's builtin kernel runs it
+    rule = ctx.numerics.rule("add_requantize", strategy)
+    compute, params = ADD_STRATEGIES[strategy](ctx, activation)
+    return PreparedOp(ctx, _elementwise_runner(compute, a_t), params, rule.source)
+
+
+def _add_fixed_point(ctx: OpContext, activation: str):
+    """LiteRT and TFLite Micro (reference/integer_ops/add.h AddFunc): inputs << 20 (15 for
+    int16), each rescaled to twice the larger input scale, summed, rescaled to the output."""
+    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     left_shift = 15 if a_t.dtype == np.int16 else 20
     s1, s2, so = scale_of(a_t), scale_of(b_t), scale_of(out_t)
     twice_max_input_scale = 2.0 * float(max(s1, s2))
@@ -67,13 +79,44 @@ def _prepare_add_sub(ctx: OpContext, activation: str) -> PreparedOp:
         out = fp.multiply_by_quantized_multiplier(raw, mo, sho) + out_zp
         return clamp_cast(out, lo, hi, out_t.dtype)
 
-    run = _elementwise_runner(compute, a_t)
-
     params = {"left_shift": left_shift, "input1_multiplier": m1, "input1_shift": sh1,
               "input2_multiplier": m2, "input2_shift": sh2, "output_multiplier": mo,
               "output_shift": sho, "input1_offset": o1, "input2_offset": o2,
               "output_offset": out_zp, "activation_min": lo, "activation_max": hi}
-    return PreparedOp(ctx, run, params, f"tflite/kernels/internal/reference/integer_ops/add.h ({ctx.op.opcode})")
+    return compute, params
+
+
+def _add_xnnpack(ctx: OpContext, activation: str):
+    """XNNPACK qs8-vadd (microparams-init.c xnn_init_qs8_add_minmax_scalar_params): one integer
+    multiplier per input (~21 bits) from the float32 ratio in_scale / out_scale, one rounding
+    arithmetic shift: ``(bias + a*ma + b*mb) >> shift``, the zero points folded into the bias.
+    SUB is an ADD whose b scale is negated."""
+    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    so = scale_of(out_t)
+    sign = 1 if ctx.op.opcode == "ADD" else -1
+    ma, mb, shift = fp.xnnpack_add_multipliers(scale_of(a_t) / so, np.float32(sign) * scale_of(b_t) / so)
+    bias = (1 << (shift - 1)) - ma * zero_point_of(a_t) - mb * zero_point_of(b_t)
+    out_zp = zero_point_of(out_t)
+    lo, hi = activation_range(activation, out_t)
+
+    def compute(x1, x2):
+        acc = fp.wrap_int32(bias + x1.astype(np.int64) * ma + x2.astype(np.int64) * mb)
+        return clamp_cast((acc >> shift) + out_zp, lo, hi, out_t.dtype)
+
+    params = {"a_multiplier": ma, "b_multiplier": mb, "shift": shift, "bias": bias,
+              "output_offset": out_zp, "activation_min": lo, "activation_max": hi}
+    return compute, params
+
+
+def _xnnpack_takes_add(ctx: OpContext) -> bool:
+    """The delegate takes a quantized ADD/SUB only where XNNPACK's parameter init accepts the
+    scales: |in_scale / out_scale| in [2**-10, 2**8) for both inputs (xnnpack_delegate.cc
+    CheckTensorsInputOutputScale); otherwise LiteRT's builtin kernel runs it."""
+    so = scale_of(ctx.outputs[0])
+    return all(2.0 ** -10 <= float(scale_of(t) / so) < 2.0 ** 8 for t in ctx.inputs[:2])
+
+
+ADD_STRATEGIES = {"fixed-point": _add_fixed_point, "xnnpack": _add_xnnpack}
 
 
 def _elementwise_runner(compute, input_tensor):
@@ -95,22 +138,58 @@ def _general_int16_scales(*tensors) -> bool:
 
 def _prepare_mul(ctx: OpContext, activation: str) -> PreparedOp:
     a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
-    real = np.float32(scale_of(a_t) * scale_of(b_t)) / scale_of(out_t)   # float32 arithmetic
-    multiplier, shift = fp.quantize_multiplier(float(np.float32(real)))
     o1, o2, out_zp = -zero_point_of(a_t), -zero_point_of(b_t), zero_point_of(out_t)
     lo, hi = activation_range(activation, out_t)
+    strategy = ctx.numerics.strategy("mul_requantize")
+    if strategy == "xnnpack-fp32" and (a_t.dtype != np.int8 or not _xnnpack_takes_mul(ctx)):
+        strategy = "fixed-point"        # not delegated: LiteRT's builtin kernel runs it
+    rule = ctx.numerics.rule("mul_requantize", strategy)
+    requantize, params = MUL_STRATEGIES[strategy](ctx)
 
     def compute(x1, x2):
         prod = (x1.astype(np.int64) + o1) * (x2.astype(np.int64) + o2)
-        out = fp.multiply_by_quantized_multiplier(fp.wrap_int32(prod), multiplier, shift) + out_zp
-        return clamp_cast(out, lo, hi, out_t.dtype)
+        return clamp_cast(requantize(fp.wrap_int32(prod)) + out_zp, lo, hi, out_t.dtype)
 
-    run = _elementwise_runner(compute, a_t)
+    params.update({"input1_offset": o1, "input2_offset": o2, "output_offset": out_zp,
+                   "activation_min": lo, "activation_max": hi})
+    return PreparedOp(ctx, _elementwise_runner(compute, a_t), params, rule.source)
 
-    params = {"real_multiplier": float(real), "output_multiplier": multiplier, "output_shift": shift,
-              "input1_offset": o1, "input2_offset": o2, "output_offset": out_zp,
-              "activation_min": lo, "activation_max": hi}
-    return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/integer_ops/mul.h")
+
+def _mul_fixed_point(ctx: OpContext):
+    """LiteRT and TFLite Micro (mul.cc, reference/integer_ops/mul.h): one multiplier for
+    s1 * s2 / s_out, the ratio computed in float32 as the C++ does."""
+    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    real = np.float32(scale_of(a_t) * scale_of(b_t)) / scale_of(out_t)   # float32 arithmetic
+    multiplier, shift = fp.quantize_multiplier(float(np.float32(real)))
+
+    def requantize(prod):
+        return fp.multiply_by_quantized_multiplier(prod, multiplier, shift)
+    return requantize, {"real_multiplier": float(real), "output_multiplier": multiplier,
+                        "output_shift": shift}
+
+
+def _mul_xnnpack(ctx: OpContext):
+    """XNNPACK qs8-vmul fp32 (xnn_init_qs8_mul_minmax_scalar_params): the float32 scale
+    (s1 * s2) / s_out, the product in float32 times it, rounded to nearest-even."""
+    scale = _xnnpack_mul_scale(ctx)
+
+    def requantize(prod):
+        return fp.requantize_fp32(prod, scale)
+    return requantize, {"scale": float(scale)}
+
+
+def _xnnpack_mul_scale(ctx: OpContext) -> np.float32:
+    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    return np.float32(np.float32(scale_of(a_t) * scale_of(b_t)) / scale_of(out_t))
+
+
+def _xnnpack_takes_mul(ctx: OpContext) -> bool:
+    """XNNPACK accepts a quantized MUL when s1 * s2 / s_out is in [2**-16, 2**8)
+    (xnnpack_delegate.cc CheckTensorsInputProductOutputScale)."""
+    return 2.0 ** -16 <= float(_xnnpack_mul_scale(ctx)) < 2.0 ** 8
+
+
+MUL_STRATEGIES = {"fixed-point": _mul_fixed_point, "xnnpack-fp32": _mul_xnnpack}
 
 
 # ----------------------------------------------------------------------------------------------

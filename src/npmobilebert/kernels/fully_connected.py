@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fixedpoint import asymmetric_quantize_floats, requantize_double, symmetric_quantize_floats
+from .. import fixedpoint as fp
+from ..fixedpoint import (asymmetric_quantize_floats, multiply_by_quantized_multiplier,
+                          multiply_by_quantized_multiplier_int64, quantize_multipliers,
+                          requantize_double, symmetric_quantize_floats)
 from .base import (OpContext, PreparedOp, activation_range, clamp_cast, dtype_limits,
                    exact_int_matmul, gemm_float_type,
                    float_activation, register, scale_of, sequential_float_matmul,
                    zero_point_of)
-
-RULE = "tflite/kernels/internal/reference/integer_ops/fully_connected.h (double requantization)"
 
 
 def _output_shape(ctx: OpContext, x: np.ndarray, units: int) -> tuple[int, ...]:
@@ -48,6 +49,57 @@ def prepare_fully_connected(ctx: OpContext) -> PreparedOp:
     raise ctx.unsupported("this dtype combination is not supported yet")
 
 
+# ----------------------------------------------------------------------------------------------
+# Requantization strategies (numerics.py RULES["fc_requantize"]): (ctx, input scale, weight
+# scales, output scale) -> (acc -> rounded int64 values before the zero point, trace params)
+# ----------------------------------------------------------------------------------------------
+
+def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale):
+    """LiteRT reference (2025): ``(int32) round((double) acc * effective_scale)`` with the
+    effective scale double(in) * double(filter) / double(out), in that order
+    (FullyConnectedPerChannel with float scales; per-tensor weights the same)."""
+    effective_scale = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
+
+    def requantize(acc):                                    # [batches, units] exact integers
+        return requantize_double(acc, effective_scale)
+    return requantize, {"effective_scale": effective_scale}
+
+
+def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale):
+    """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected): per-channel
+    QuantizeMultiplier(double(in) * double(filter) / double(out)); per-tensor weights go through
+    GetQuantizedConvolutionMultipler, whose scale product is a float32 product. The accumulator
+    then goes through MultiplyByQuantizedMultiplier -- the int64 overload (16-bit multiplier)
+    when the bias is int64, as in 16x8 models."""
+    if len(w_scales) > 1:
+        reals = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
+    else:
+        reals = np.float64(np.float32(x_scale * w_scales[0])) / np.float64(out_scale)
+    multipliers, shifts = quantize_multipliers(reals)
+    bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    wide = (bias_t.dtype == np.int64 if bias_t is not None else ctx.inputs[0].dtype == np.int16)
+    multiply = multiply_by_quantized_multiplier_int64 if wide else multiply_by_quantized_multiplier
+
+    def requantize(acc):                                    # [batches, units] exact integers
+        return multiply(acc.astype(np.int64), multipliers, shifts)
+    return requantize, {"output_multiplier": multipliers, "output_shift": shifts,
+                        "int64_accumulator": wide}
+
+
+def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale):
+    """XNNPACK qs8-qc8w gemm, fp32 requantization: the float32 scale in_scale * filter_scale /
+    out_scale per channel (fully-connected-nc.c), (float) acc times it, rounded to nearest-even."""
+    scales = (np.float32(x_scale) * w_scales.astype(np.float32) / np.float32(out_scale)).astype(np.float32)
+
+    def requantize(acc):                                    # [batches, units] exact integers
+        return fp.requantize_fp32(acc, scales)
+    return requantize, {"scale": scales}
+
+
+REQUANTIZERS = {"double": _requantize_double, "fixed-point": _requantize_fixed_point,
+                "fp32": _requantize_fp32}
+
+
 def _prepare_integer(ctx: OpContext) -> PreparedOp:
     """int8 x int8 -> int8 (full-integer models) and int16 x int8 -> int16 (16x8 models)."""
     x_t, w_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
@@ -60,9 +112,8 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     w_offset = 0 if per_channel else -zero_point_of(w_t)
     x_offset = -zero_point_of(x_t)
     out_zp = zero_point_of(out_t)
-    # double(in) * double(filter) / double(out), in that order (FullyConnectedPerChannel)
-    effective_scale = (np.float64(scale_of(x_t)) * w_scales.astype(np.float64)
-                       / np.float64(scale_of(out_t)))
+    rule = ctx.numerics.rule("fc_requantize")
+    requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t))
     lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
     weights = w_t.data.reshape(units, depth)                                 # [units, depth] int8
     # sum((x + x_off) * (w + w_off)) = x @ (w + w_off) + x_off * sum(w + w_off): the input offset
@@ -84,14 +135,13 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         x = inputs[0]
         acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), weights_t)  # exact integers
-        # reference FullyConnected: (int32) round((double) acc * effective_scale)
-        out = requantize_double(acc + folded_bias, effective_scale) + out_zp   # [batches, units]
+        out = requantize(acc + folded_bias) + out_zp                        # [batches, units]
         return [clamp_cast(out, lo, hi, out_t.dtype).reshape(_output_shape(ctx, x, units))]
 
     params = {"input_offset": x_offset, "weights_offset": w_offset, "output_offset": out_zp,
-              "effective_scale": effective_scale, "per_channel": per_channel,
+              **requant_params, "per_channel": per_channel,
               "activation_min": lo, "activation_max": hi}
-    return PreparedOp(ctx, run, params, RULE)
+    return PreparedOp(ctx, run, params, rule.source)
 
 
 def _prepare_float(ctx: OpContext) -> PreparedOp:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import fixedpoint as fp
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, float32_of_exact, register,
-                   scale_of)
+                   scale_of, zero_point_of)
 
 SCALED_DIFF_INTEGER_BITS = 5     # exp() input is Q5.26
 ACCUMULATION_INTEGER_BITS = 12   # sum of exps is Q12.19
@@ -30,6 +30,8 @@ def prepare_softmax(ctx: OpContext) -> PreparedOp:
     beta = float(np.float32(ctx.options.get("beta", 1.0)))
     if x_t.dtype == np.float32:
         return _prepare_float(ctx, beta)
+    if x_t.dtype == np.int8 and out_t.dtype == np.int8 and ctx.numerics.strategy("softmax_int8") == "float-lut":
+        return _prepare_int8_float_lut(ctx, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _prepare_int8(ctx, beta)
     if x_t.dtype == np.int16 and out_t.dtype == np.int16:
@@ -68,6 +70,29 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
 
     params = {"input_multiplier": multiplier, "input_left_shift": left_shift, "diff_min": diff_min}
     return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/softmax.h (int8)")
+
+
+def _prepare_int8_float_lut(ctx: OpContext, beta: float) -> PreparedOp:
+    """LiteRT's builtin (optimized) int8 SOFTMAX: activations.cc SoftmaxPrepare fills a float
+    table with PopulateSoftmaxLookupTable (expf(-in_scale * beta * d) for d = max - x), and
+    optimized_ops::Softmax sums the row's table values in float32, takes
+    1 / (sum * out_scale) and rounds table * that (std::round) + zero point."""
+    x_t, out_t = ctx.inputs[0], ctx.outputs[0]
+    scale = np.float32(-scale_of(x_t) * np.float32(beta))
+    table = float32_of_exact(np.exp, (scale * np.arange(256, dtype=np.float32)).astype(np.float32))
+    out_scale, out_zp = scale_of(out_t), zero_point_of(out_t)
+
+    def run(inputs):
+        x = inputs[0].astype(np.int64)
+        exps = table[x.max(axis=-1, keepdims=True) - x]                 # [..., depth] float32
+        sum_exp = np.add.accumulate(exps, axis=-1, dtype=np.float32)[..., -1:]   # sequential
+        inv = (np.float32(1) / (sum_exp * out_scale).astype(np.float32)).astype(np.float32)
+        prob = (exps * inv).astype(np.float32)
+        out = fp.round_half_away(prob).astype(np.int64) + out_zp
+        return [clamp_cast(out, -128, 127, np.int8)]
+
+    rule = ctx.numerics.rule("softmax_int8")
+    return PreparedOp(ctx, run, {"table": table}, rule.source)
 
 
 INT16_RANGE = 65535   # int16 max - int16 min

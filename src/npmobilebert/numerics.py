@@ -1,0 +1,194 @@
+"""Numerics profiles: which runtime's arithmetic the NumPy interpreter reproduces.
+
+The same int8 model gives different answers on different runtimes, because each runtime makes
+its own choices for a handful of per-op rules: how an int32 accumulator is requantized (in
+double precision, or with an integer (multiplier, shift) pair, or in float32), how softmax
+computes its exponentials, which ops a delegate takes. A profile names one choice per rule:
+
+    interp = Interpreter(model, numerics="tflm")     # what TensorFlow Lite Micro computes
+
+* ``litert-ref`` (default): LiteRT's reference kernels (``BUILTIN_REF``), the oracle the
+  interpreter is bit-identical to.
+* ``tflm``: TensorFlow Lite Micro's kernels, as the ``tflite-micro`` Python package runs them.
+* ``xnnpack``: LiteRT's default resolver -- the XNNPACK delegate for the ops it takes, LiteRT's
+  optimized builtin kernels for the others.
+
+The kernels stay one per op: each looks up its rule in ``ctx.numerics`` and calls the small
+strategy function of that name. This module only *names* the rules (and says which source each
+mirrors); the arithmetic is in fixedpoint.py and the kernels. Float and dynamic-range models keep
+the ``litert-ref`` arithmetic under every profile (the rules below are integer rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One way of doing one step of one op, and where it comes from."""
+
+    name: str          # the strategy's name, which the kernel dispatches on
+    summary: str       # what it computes, in one line
+    source: str        # the C++ it mirrors (repository: path)
+
+
+# The rules, by the step they decide. A profile picks one rule per step. Where an op is not
+# delegated (xnnpack profile), the kernel falls back to the builtin kernel's rule itself.
+RULES: dict[str, dict[str, Rule]] = {
+    # FULLY_CONNECTED int8/int16: the int32 accumulator -> the output scale
+    "fc_requantize": {
+        "double": Rule(
+            "double", "(int32) round((double) acc * in_scale * filter_scale / out_scale), "
+            "one rounding, ties away from zero",
+            "LiteRT tflite/kernels/internal/reference/integer_ops/fully_connected.h "
+            "(FullyConnectedPerChannel with float scales, 2025)"),
+        "fixed-point": Rule(
+            "fixed-point", "QuantizeMultiplier(in*filter/out) -> (M0, shift); "
+            "MultiplyByQuantizedMultiplier: Q31 high mul, then a rounding right shift (two roundings); "
+            "per-tensor weights: the scale product in float32",
+            "tflite-micro tensorflow/lite/micro/kernels/fully_connected_common.cc "
+            "(CalculateOpDataFullyConnected) + tensorflow/lite/kernels/internal/reference/"
+            "integer_ops/fully_connected.h + kernels/internal/common.cc"),
+        "fp32": Rule(
+            "fp32", "float32 scale in*filter/out per channel; (float) acc * scale rounded to "
+            "nearest-even",
+            "XNNPACK src/operators/fully-connected-nc.c + src/qs8-qc8w-gemm (fp32 kernels)"),
+    },
+    # ADD / SUB int8
+    "add_requantize": {
+        "fixed-point": Rule(
+            "fixed-point", "inputs << 20, each rescaled to 2*max(s1, s2) by (M0, shift), summed, "
+            "rescaled to the output by (M0, shift)",
+            "LiteRT tflite/kernels/internal/reference/integer_ops/add.h AddFunc "
+            "(tflite-micro: the same file; LiteRT builtin: optimized_integer_ops/add.h, same values)"),
+        "xnnpack": Rule(
+            "xnnpack", "one ~21-bit integer multiplier per input from the float32 ratio "
+            "in_scale/out_scale; (bias + a*ma + b*mb) >> shift, round half up",
+            "XNNPACK src/microparams-init.c xnn_init_qs8_add_minmax_scalar_params + "
+            "src/qs8-vadd, src/qs8-vaddc"),
+    },
+    # MUL int8
+    "mul_requantize": {
+        "fixed-point": Rule(
+            "fixed-point", "(x1 - z1)*(x2 - z2) times one (M0, shift) for float32(s1*s2)/s_out, "
+            "two roundings",
+            "LiteRT tflite/kernels/internal/reference/integer_ops/mul.h "
+            "(tflite-micro: the same file)"),
+        "xnnpack-fp32": Rule(
+            "xnnpack-fp32", "(float) ((x1 - z1)*(x2 - z2)) * float32(s1*s2/s_out), rounded to "
+            "nearest-even",
+            "XNNPACK src/microparams-init.c xnn_init_qs8_mul_minmax_scalar_params + "
+            "src/qs8-vmul, src/qs8-vmulc (fp32 kernels)"),
+    },
+    # BATCH_MATMUL int8
+    "batch_matmul_requantize": {
+        "fixed-point": Rule(
+            "fixed-point", "MultiplyByQuantizedMultiplier(acc, M0, shift), multiplier from "
+            "float32(lhs_scale * rhs_scale) / out_scale",
+            "LiteRT tflite/kernels/internal/reference/batch_matmul.h (builtin: "
+            "optimized_ops::BatchMatMul, same values); tflite-micro "
+            "tensorflow/lite/micro/kernels/batch_matmul.cc"),
+        "fp32": Rule(
+            "fp32", "(float) acc * float32(lhs_scale*rhs_scale/out_scale), rounded to nearest-even; "
+            "only where the rhs zero point is 0 (else the builtin kernel runs it)",
+            "XNNPACK src/subgraph/batch-matrix-multiply.c + src/qs8-gemm (fp32); LiteRT "
+            "tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode"),
+    },
+    # SOFTMAX int8 (XNNPACK does not take it: LiteRT's builtin kernel runs it in the xnnpack profile)
+    "softmax_int8": {
+        "float-lut": Rule(
+            "float-lut", "float table expf(-in_scale*beta*d) of the 256 differences d = max - x, "
+            "float32 sum, 1/(sum*out_scale), round(table*that) + zero point",
+            "LiteRT tflite/kernels/activations.cc SoftmaxPrepare (PopulateSoftmaxLookupTable) + "
+            "tflite/kernels/internal/optimized/optimized_ops.h Softmax (float table)"),
+        "gemmlowp": Rule(
+            "gemmlowp", "Q5.26 scaled difference, gemmlowp exp_on_negative_values, Q12.19 sum, "
+            "GetReciprocal",
+            "LiteRT tflite/kernels/internal/reference/softmax.h (tflite-micro "
+            "tensorflow/lite/micro/kernels/softmax_common.cc: the same)"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A runtime's choice of one rule per step."""
+
+    name: str
+    runtime: str                       # the runtime it reproduces, in words
+    choices: dict[str, str]            # step -> rule name
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def rule(self, step: str, strategy: str | None = None) -> Rule:
+        """This profile's rule for ``step`` (or the named ``strategy`` of that step: a kernel
+        that falls back, e.g. an op XNNPACK does not take, names the rule it ends up using)."""
+        return RULES[step][strategy or self.choices[step]]
+
+    def strategy(self, step: str) -> str:
+        """The name of the rule this profile uses for ``step`` (what a kernel dispatches on)."""
+        return self.choices[step]
+
+
+LITERT_REF = Profile(
+    "litert-ref", "LiteRT reference kernels (BUILTIN_REF)",
+    {"fc_requantize": "double", "add_requantize": "fixed-point", "mul_requantize": "fixed-point",
+     "batch_matmul_requantize": "fixed-point", "softmax_int8": "gemmlowp"})
+
+TFLM = Profile(
+    "tflm", "TensorFlow Lite Micro (the tflite-micro package's reference kernels)",
+    {"fc_requantize": "fixed-point", "add_requantize": "fixed-point", "mul_requantize": "fixed-point",
+     "batch_matmul_requantize": "fixed-point", "softmax_int8": "gemmlowp"},
+    notes=("TFLite Micro is built without TFLITE_SINGLE_ROUNDING (no build file defines it): "
+           "MultiplyByQuantizedMultiplier rounds twice, as LiteRT's does; what differs is that "
+           "FULLY_CONNECTED uses it instead of LiteRT's double-precision rounding.",))
+
+XNNPACK = Profile(
+    "xnnpack", "LiteRT default resolver: XNNPACK delegate + builtin kernels for the rest",
+    {"fc_requantize": "fp32", "add_requantize": "xnnpack", "mul_requantize": "xnnpack-fp32",
+     "batch_matmul_requantize": "fp32", "softmax_int8": "float-lut"},
+    notes=("Not delegated in int8 MobileBERT (run by LiteRT's builtin kernels, same values as the "
+           "reference ones except SOFTMAX's float table): SOFTMAX, GATHER, CAST, the last STRIDED_SLICE, and every "
+           "BATCH_MATMUL whose rhs zero point is not 0."))
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK)}
+DEFAULT = LITERT_REF.name
+
+
+#: The profile that reproduces each runtime ``verify --against`` / ``dump --resolver`` names.
+#: LiteRT's optimized builtin kernels (``builtin``) have no profile of their own: litert-ref.
+PROFILE_FOR_RUNTIME = {"ref": "litert-ref", "builtin": "litert-ref", "default": "xnnpack",
+                       "tflm": "tflm"}
+
+#: (runtime, profile) pairs that are bit-identical by construction: verify demands every tensor.
+EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm")})
+
+
+def profile_for_runtime(against: str) -> str:
+    """The profile to compare a runtime with (the default one where none reproduces it)."""
+    name = PROFILE_FOR_RUNTIME.get(against, DEFAULT)
+    return name if name in PROFILES else DEFAULT
+
+
+def rule_of_source(source: str) -> Rule | None:
+    """The rule whose source a kernel reports (PreparedOp.rule), None for rules no profile varies."""
+    for rules in RULES.values():
+        for rule in rules.values():
+            if rule.source == source:
+                return rule
+    return None
+
+
+def get_profile(profile: str | Profile | None) -> Profile:
+    """A profile by name (None: the default); an unknown name is an InputError."""
+    if profile is None:
+        return PROFILES[DEFAULT]
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise InputError(f"unknown numerics profile '{profile}': choose one of "
+                         f"{', '.join(PROFILES)}") from None

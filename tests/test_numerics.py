@@ -1,0 +1,207 @@
+"""Numerics profiles against the runtimes they reproduce (numerics.py).
+
+``tflm``: TensorFlow Lite Micro's own interpreter (the ``tflite-micro`` package, preserve-all-
+tensors) on the int8 fixtures and on one-op FULLY_CONNECTED models: every tensor bit-identical.
+The tests skip, with the reason, where the package is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import test_ops as op_cases  # the one-op model builders (not its tests: a module, not names)
+
+from npmobilebert.errors import InputError
+from npmobilebert.inputs import InputMaker
+from npmobilebert.interpreter import Interpreter
+from npmobilebert.model import load_model
+from npmobilebert.numerics import PROFILES, get_profile
+from npmobilebert.verify import verify
+
+FIXTURES = Path(__file__).parent / "fixtures"
+INT8_FIXTURES = ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite", "tiny_int8_mask10000.tflite",
+                 "tiny_int8_tf215.tflite"]
+
+needs_tflm = pytest.mark.skipif(
+    not __import__("npmobilebert.runtime", fromlist=["tflm_available"]).tflm_available(),
+    reason="TensorFlow Lite Micro is not installed (pip install tflite-micro, the [tflm] extra)")
+
+
+def _random_inputs(model, n: int, seed: int) -> list[list[np.ndarray]]:
+    maker, rng = InputMaker(model), np.random.default_rng(seed)
+    return [maker.random(rng).arrays for _ in range(n)]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "npmobilebert.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_unknown_profile_is_an_input_error():
+    with pytest.raises(InputError, match="unknown numerics profile 'arm'"):
+        get_profile("arm")
+    assert set(PROFILES) >= {"litert-ref", "tflm"}
+
+
+@needs_tflm
+@pytest.mark.parametrize("name", INT8_FIXTURES)
+def test_tflm_profile_is_bit_identical_to_tflite_micro(name):
+    from npmobilebert.runtime import TFLMRunner
+
+    model = load_model(str(FIXTURES / name))
+    report = verify(model, Interpreter(model, numerics="tflm"), TFLMRunner(model.path),
+                    _random_inputs(model, 3, seed=7), "tflm")
+    c = report.comparison
+    first = c.first_divergence
+    assert c.compared == c.identical > 0, (
+        f"{c.compared - c.identical} tensors differ; first: op {first.op_index} {first.op_type} "
+        f"'{first.name}' {first.pattern}")
+    assert report.ok and report.exact
+
+
+@needs_tflm
+def test_litert_ref_profile_is_not_what_tflite_micro_computes():
+    """The profile is needed: LiteRT's double-precision FULLY_CONNECTED requantization differs
+    from TFLite Micro's fixed-point one on the shipped-style fixture."""
+    from npmobilebert.runtime import TFLMRunner
+
+    model = load_model(str(FIXTURES / "tiny_int8.tflite"))
+    report = verify(model, Interpreter(model), TFLMRunner(model.path),
+                    _random_inputs(model, 3, seed=7), "tflm")
+    first = report.comparison.first_divergence
+    assert first is not None and first.op_type == "FULLY_CONNECTED"
+
+
+@needs_tflm
+@pytest.mark.parametrize("path,per_channel", [("int8", True), ("int8", False),
+                                              ("int16x8", True), ("int16x8", False)])
+def test_tflm_fully_connected_one_op_models(path, per_channel):
+    """Random one-op FULLY_CONNECTED models (scales over orders of magnitude, any zero points,
+    bias or not, fused activations) in TFLite Micro vs the tflm profile."""
+    from npmobilebert.runtime import TFLMRunner
+
+    for i, c in op_cases.cycle(op_cases.FC_QUANT):
+        rng = op_cases._rng("fc", path, per_channel, i)
+        case = op_cases._fc_case(rng, path, per_channel, **c)
+        theirs = TFLMRunner(case.blob).run(case.arrays)
+        ours = Interpreter(load_model(case.blob), numerics="tflm").run(case.arrays)
+        for o, t in zip(ours, theirs):
+            np.testing.assert_array_equal(o, t, err_msg=f"case {i}\n{case.what}")
+
+
+@needs_tflm
+def test_tflm_refuses_int16_gather_in_one_line():
+    """TFLite Micro has no int16 GATHER: a 16x8 model does not load there (exit 2, one line)."""
+    r = cli("verify", "-m", str(FIXTURES / "tiny_16x8.tflite"), "--against", "tflm", "--random", "1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("error: TFLite Micro cannot load the model")
+    assert "Traceback" not in r.stderr
+
+
+@needs_tflm
+def test_cli_verify_against_tflm(tmp_path):
+    out = tmp_path / "report.json"
+    r = cli("verify", "-m", str(FIXTURES / "tiny_int8.tflite"), "--against", "tflm", "--random", "2",
+            "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "numerics profile: tflm" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["numerics"] == "tflm"
+    assert report["tensors_compared"] == report["tensors_identical"] > 0
+    # the same comparison with the reference profile finds the FULLY_CONNECTED difference
+    r = cli("verify", "-m", str(FIXTURES / "tiny_int8.tflite"), "--against", "tflm", "--random", "2",
+            "--numerics", "litert-ref")
+    assert r.returncode == 0, r.stdout + r.stderr      # not an exact pair: labels decide
+    assert "first divergence" in r.stdout and "FULLY_CONNECTED" in r.stdout
+
+
+@needs_tflm
+def test_dump_of_tflm_verifies_with_the_tflm_profile(tmp_path):
+    dump = tmp_path / "tflm.npz"
+    r = cli("dump", "-m", str(FIXTURES / "tiny_int8.tflite"), "--resolver", "tflm", "--random", "2",
+            "--out", str(dump))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", "-m", str(FIXTURES / "tiny_int8.tflite"), "--against", str(dump))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "numerics profile: tflm" in r.stdout and "every tensor is identical" in r.stdout
+
+
+def test_explain_follows_the_profile():
+    """explain of a FULLY_CONNECTED element under each profile reproduces that profile's value."""
+    for profile in ("litert-ref", "tflm"):
+        r = cli("explain", "-m", str(FIXTURES / "tiny_int8.tflite"), "--op", "12", "--numerics", profile)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"({profile} numerics)" in r.stdout
+
+
+def test_bad_profile_on_the_command_line():
+    r = cli("run", "-m", str(FIXTURES / "tiny_int8.tflite"), "--ids", "101 102", "--numerics", "arm")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite"])
+def test_xnnpack_profile_against_litert_default_resolver(name):
+    """LiteRT's default resolver (XNNPACK + builtin kernels) vs the xnnpack profile: every
+    tensor of the int8 fixtures (the full-size model's measurement is in docs/numerics.md)."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.runtime import LiteRTRunner
+
+    model = load_model(str(FIXTURES / name))
+    report = verify(model, Interpreter(model, numerics="xnnpack"),
+                    LiteRTRunner(model.path, resolver="default"), _random_inputs(model, 3, seed=3),
+                    "default")
+    c = report.comparison
+    first = c.first_divergence
+    assert c.compared == c.identical > 0, (
+        f"{c.compared - c.identical} tensors differ; first: op {first.op_index} {first.op_type} "
+        f"'{first.name}' {first.pattern}")
+
+
+def test_litert_ref_profile_is_not_what_xnnpack_computes():
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.runtime import LiteRTRunner
+
+    model = load_model(str(FIXTURES.parent.parent / "models" / "mobilebert_int8.tflite"))
+    report = verify(model, Interpreter(model), LiteRTRunner(model.path, resolver="default"),
+                    _random_inputs(model, 1, seed=3), "default")
+    assert report.comparison.first_divergence is not None
+
+
+def test_diff_runtimes_names_the_rule():
+    """The first divergence litert-ref vs tflm is a FULLY_CONNECTED, blamed on its requantization
+    rule; the report matches what the two interpreters compute."""
+    from npmobilebert.diff_runtimes import diff_runtimes
+
+    model = load_model(str(FIXTURES / "tiny_int8.tflite"))
+    arrays = _random_inputs(model, 1, seed=1)[0]
+    report = diff_runtimes(model, arrays, "litert-ref", "tflm")
+    a = Interpreter(model).run_all(arrays)
+    b = Interpreter(model, numerics="tflm").run_all(arrays)
+    first_op = next(op for op in model.operators
+                    if any(not np.array_equal(a[i], b[i]) for i in op.outputs))
+    assert report.first.op_index == first_op.index
+    assert report.first.op_type == "FULLY_CONNECTED"
+    assert first_op.index in report.rule_sites
+    np.testing.assert_array_equal(report.outputs_b[0], b[model.outputs[0]])
+    r = cli("diff-runtimes", "-m", str(FIXTURES / "tiny_int8.tflite"), "--runtimes", "litert-ref,tflm")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rule 'fixed-point'" in r.stdout and "rule 'double'" in r.stdout
+    r = cli("diff-runtimes", "-m", str(FIXTURES / "tiny_int8.tflite"), "--runtimes", "litert-ref,arm")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_docs_table_names_every_rule():
+    """docs/numerics.md lists every rule of every profile with the source it mirrors."""
+    from npmobilebert.numerics import RULES
+
+    text = (Path(__file__).parent.parent / "docs" / "numerics.md").read_text()
+    for rules in RULES.values():
+        for rule in rules.values():
+            assert f"| `{rule.name}` | {rule.summary} | {rule.source} |" in text
