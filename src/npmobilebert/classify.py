@@ -193,8 +193,8 @@ class Predictions:
 
 def predict(model_path: str, texts: Sequence[str], engine: str = "litert", processes: int | None = None,
             progress: Callable[[int], None] | None = None) -> Predictions:
-    """Logits of every text. ``processes``: worker processes for the LiteRT engines (default: one
-    per core when there are at least POOL_MIN_TEXTS texts, else none); the numpy engine runs here."""
+    """Logits of every text. ``processes``: worker processes, each with its own model and engine
+    (default: one per core when there are at least POOL_MIN_TEXTS texts, else none)."""
     import time
 
     if engine not in ENGINES:
@@ -204,7 +204,7 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
     if processes is None:
         processes = (os.cpu_count() or 1) if len(texts) >= POOL_MIN_TEXTS else 1
     processes = max(1, min(processes, math.ceil(len(texts) / CHUNK)))
-    if engine == "numpy" or processes == 1:
+    if processes == 1:
         out = np.empty((len(texts), len(local.labels)), dtype=np.float64)
         for start in range(0, len(texts), CHUNK):
             chunk = texts[start:start + CHUNK]

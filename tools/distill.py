@@ -1,0 +1,187 @@
+"""Stage 2: distil the fine-tuned MiniLM teacher into a MobileBERT student.
+
+There is no pretrained MobileBERT on this machine, so the student starts from
+build_mobilebert's scaled random init (activations O(1) through every layer, see
+``init_trained_like``) with one borrowed piece of knowledge: its 128-wide word embeddings are
+the teacher's pretrained 384-wide word embeddings projected on their first 128 principal
+components (scaled to unit variance). It then learns from the teacher's logits (train_teacher.py
+wrote them) on the RepLab train split plus the 140k unlabeled tweets:
+
+    loss = T^2 * KL(softmax(teacher / T) || softmax(student / T))      every tweet
+         + CE(student, gold label)                                    labelled tweets only
+
+After training, -log(train class prior) is added to the classifier bias: the same balanced
+decision rule the teacher is evaluated with (trainlib.prior_correction).
+
+The student is trained with the very attention-mask constant it is converted with
+(``mask_value``, -20 by default, see build_mobilebert.py), so masking needs no change
+between float training and int8 deployment. Outputs under --work-dir:
+
+  checkpoint.pt     resumable (every --save-every steps)
+  student.keras     the trained weights in build_mobilebert's Keras model (batch 1, seq 64),
+                    checked against the torch logits
+  metrics.json      float (torch) dev / TweetEval reports, timing, config
+
+    python tools/distill.py --layers 24             # Google's full configuration
+    python tools/distill.py --layers 6              # a smaller one
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import polarity_data as data  # noqa: E402
+import trainlib  # noqa: E402
+from torch_mobilebert import TorchMobileBert, from_keras, to_keras  # noqa: E402  (first: see there)
+from build_mobilebert import MobileBertConfig, build_trained_like  # noqa: E402
+
+from npmobilebert.fileio import save_json  # noqa: E402
+
+
+def teacher_word_embeddings_pca(dim: int) -> np.ndarray:
+    """The pretrained MiniLM's word embeddings [vocab, 384] -> [vocab, dim] on their top principal
+    components, scaled to unit standard deviation overall."""
+    from safetensors.numpy import load_file
+    tensors = load_file(str(data.minilm_dir() / "model.safetensors"))
+    (key,) = [k for k in tensors if k.endswith("word_embeddings.weight")]
+    emb = tensors[key].astype(np.float64)                       # [vocab, 384]
+    centred = emb - emb.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)      # rows of vt: principal axes
+    projected = centred @ vt[:dim].T                            # [vocab, dim]
+    return (projected / projected.std()).astype(np.float32)
+
+
+def init_student(cfg: MobileBertConfig, seed: int) -> TorchMobileBert:
+    student = TorchMobileBert(cfg)
+    weights = from_keras(build_trained_like(cfg, seed))
+    weights["word_embeddings"] = [teacher_word_embeddings_pca(cfg.embedding_size)]
+    student.load_keras_weights(weights)
+    return student
+
+
+def pad_for_student(ids: list[np.ndarray], seq_len: int):
+    """Pad to the longest + 1 (capped at seq_len): every text is followed by a [PAD], as in the
+    converted model, so the trigram embedding of its last token is the same."""
+    longest = min(seq_len, max(len(x) for x in ids) + 1)
+    input_ids = np.zeros((len(ids), longest), np.int64)
+    mask = np.zeros((len(ids), longest), np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+def distillation_loss(student_logits, teacher_logits, gold, temperature: float):
+    """T^2 KL(teacher_T || student_T) on every row + CE on rows with a gold label (>= 0)."""
+    t = temperature
+    kd = torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, -1),
+                                    torch.log_softmax(teacher_logits / t, -1),
+                                    log_target=True, reduction="batchmean") * t * t
+    has_gold = gold >= 0
+    if has_gold.any():
+        kd = kd + torch.nn.functional.cross_entropy(student_logits[has_gold], gold[has_gold]) \
+            * has_gold.float().mean()
+    return kd
+
+
+def main(argv=None) -> int:
+    d = MobileBertConfig()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work-dir", type=Path, default=None,
+                    help="default ~/.cache/npmobilebert/train/student_L<layers>")
+    ap.add_argument("--teacher-dir", type=Path, default=data.CACHE / "teacher")
+    ap.add_argument("--layers", type=int, default=d.num_layers)
+    ap.add_argument("--epochs", type=float, default=1.0, help="passes over train + unlabeled")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--unlabeled-limit", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--prior-tau", type=float, default=1.0,
+                    help="add -tau*log(train prior) to the classifier bias after training (0: none)")
+    args = ap.parse_args(argv)
+    trainlib.seed_everything(args.seed)
+    trainlib.configure_cpu(args.threads)
+    work = args.work_dir or data.CACHE / f"student_L{args.layers}"
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(d, num_layers=args.layers, seq_len=data.SEQ_LEN)
+
+    # -- data: labelled train + unlabeled tweets, each with the teacher's logits
+    train_set, dev_set = data.replab_split()
+    unlabeled = data.unlabeled(args.unlabeled_limit)
+    teacher = {name: np.load(args.teacher_dir / f"logits_{name}.npy") for name in ("train", "unlabeled")}
+    pool_ids = train_set.ids + unlabeled.ids
+    pool_teacher = torch.from_numpy(np.concatenate([teacher["train"], teacher["unlabeled"][: len(unlabeled)]]))
+    pool_gold = torch.from_numpy(np.concatenate([train_set.labels, np.full(len(unlabeled), -1)]))
+    print(f"pool: {len(train_set)} labelled + {len(unlabeled)} unlabeled tweets; student {cfg.num_layers} layers")
+
+    student = init_student(cfg, args.seed)
+    steps = trainlib.total_steps(len(pool_ids), args.batch, args.epochs)
+    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.01)
+    sched = trainlib.warmup_linear(opt, int(0.05 * steps), steps)
+    start = 0
+    state = trainlib.load_checkpoint(work / "checkpoint.pt")
+    if state is not None:
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["step"]
+        print(f"resumed at step {start}/{steps}")
+    per_epoch = len(pool_ids) // args.batch
+    progress = trainlib.Progress(steps, every=100, label=f"student L{cfg.num_layers}")
+    t0 = time.time()
+    student.train()
+    for step in range(start, steps):
+        epoch, k = divmod(step, per_epoch)
+        idx = trainlib.epoch_batches(len(pool_ids), args.batch, args.seed, epoch)[k]
+        ids, mask = pad_for_student([pool_ids[i] for i in idx], cfg.seq_len)
+        loss = distillation_loss(student(ids, mask), pool_teacher[idx], pool_gold[idx], args.temperature)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        progress.step(step, loss.item())
+        if (step + 1) % args.save_every == 0 or step + 1 == steps:
+            trainlib.save_checkpoint(work / "checkpoint.pt", model=student.state_dict(),
+                                     optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                     step=step + 1)
+    train_s = time.time() - t0
+    student.eval()
+    # The teacher's balanced decision rule, folded into the classifier bias (so every converted
+    # variant carries it); the checkpoint keeps the uncorrected weights.
+    correction = trainlib.prior_correction(train_set.labels, args.prior_tau)
+    with torch.no_grad():
+        student.w("logits", "bias").add_(torch.from_numpy(correction))
+
+    def forward(input_ids, attention_mask):
+        # one [PAD] after the longest text, as in training and in the converted model
+        ids = torch.nn.functional.pad(input_ids, (0, 1))[:, : cfg.seq_len]
+        return student(ids, torch.nn.functional.pad(attention_mask, (0, 1))[:, : cfg.seq_len])
+
+    metrics = {"config": cfg.to_dict(), "steps": steps, "prior_correction": correction.tolist(), "recipe": vars(args) | {
+        "work_dir": str(work), "teacher_dir": str(args.teacher_dir)},
+        "train_seconds_this_run": round(train_s, 1),
+        "params": sum(p.numel() for p in student.parameters())}
+    for name, items in (("dev", dev_set), ("tweeteval", data.tweeteval())):
+        metrics[name] = trainlib.report(trainlib.predict_logits(forward, items), items)
+        print(f"  {name}: macro-F1 {metrics[name]['macro_f1']:.4f}  accuracy {metrics[name]['accuracy']:.4f}")
+    keras_model, gap = to_keras(student, dev_set.ids[:8])
+    metrics["keras_vs_torch_max_relative_gap"] = gap
+    keras_model.save(work / "student.keras")
+    save_json(work / "metrics.json", metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
