@@ -126,38 +126,17 @@ def main(argv=None) -> int:
     print(f"pool: {len(train_set)} labelled + {len(unlabeled)} unlabeled tweets; student {cfg.num_layers} layers")
 
     student = init_student(cfg, args.seed)
-    steps = trainlib.total_steps(len(pool_ids), args.batch, args.epochs)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.01)
-    sched = trainlib.warmup_linear(opt, int(0.05 * steps), steps)
-    start = 0
-    state = trainlib.load_checkpoint(work / "checkpoint.pt")
-    if state is not None:
-        student.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
-        print(f"resumed at step {start}/{steps}")
-    per_epoch = len(pool_ids) // args.batch
-    progress = trainlib.Progress(steps, every=100, label=f"student L{cfg.num_layers}")
-    t0 = time.time()
-    student.train()
-    for step in range(start, steps):
-        epoch, k = divmod(step, per_epoch)
-        idx = trainlib.epoch_batches(len(pool_ids), args.batch, args.seed, epoch)[k]
+
+    def batch_loss(idx):
         ids, mask = pad_for_student([pool_ids[i] for i in idx], cfg.seq_len)
-        loss = distillation_loss(student(ids, mask), pool_teacher[idx], pool_gold[idx], args.temperature)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        progress.step(step, loss.item())
-        if (step + 1) % args.save_every == 0 or step + 1 == steps:
-            trainlib.save_checkpoint(work / "checkpoint.pt", model=student.state_dict(),
-                                     optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                     step=step + 1)
+        return distillation_loss(student(ids, mask), pool_teacher[idx], pool_gold[idx], args.temperature)
+
+    t0 = time.time()
+    steps = trainlib.run_training(student, opt, n_items=len(pool_ids), batch=args.batch, epochs=args.epochs,
+                                  warmup=0.05, seed=args.seed, work=work, save_every=args.save_every,
+                                  label=f"student L{cfg.num_layers}", batch_loss=batch_loss, every=100)
     train_s = time.time() - t0
-    student.eval()
     # The teacher's balanced decision rule, folded into the classifier bias (so every converted
     # variant carries it); the checkpoint keeps the uncorrected weights.
     correction = trainlib.prior_correction(train_set.labels, args.prior_tau)

@@ -48,40 +48,19 @@ def forward_fn(model):
 
 
 def train(model, train_set, args, work: Path) -> None:
-    steps = trainlib.total_steps(len(train_set), args.batch, args.epochs)
     decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    sched = trainlib.warmup_linear(opt, int(0.06 * steps), steps)
-    start = 0
-    state = trainlib.load_checkpoint(work / "checkpoint.pt")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
-        print(f"resumed at step {start}/{steps}")
-    per_epoch = len(train_set) // args.batch
-    progress = trainlib.Progress(steps, label="teacher")
-    model.train()
-    for step in range(start, steps):
-        epoch, k = divmod(step, per_epoch)
-        idx = trainlib.epoch_batches(len(train_set), args.batch, args.seed, epoch)[k]
+
+    def batch_loss(idx):
         ids, mask = data.pad_batch([train_set.ids[i] for i in idx])
         logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(train_set.labels[idx]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        progress.step(step, loss.item())
-        if (step + 1) % args.save_every == 0 or step + 1 == steps:
-            trainlib.save_checkpoint(work / "checkpoint.pt", model=model.state_dict(),
-                                     optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                     step=step + 1)
-    model.eval()
+        return torch.nn.functional.cross_entropy(logits, torch.from_numpy(train_set.labels[idx]))
+
+    trainlib.run_training(model, opt, n_items=len(train_set), batch=args.batch, epochs=args.epochs,
+                          warmup=0.06, seed=args.seed, work=work, save_every=args.save_every,
+                          label="teacher", batch_loss=batch_loss)
 
 
 def main(argv=None) -> int:

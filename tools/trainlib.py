@@ -70,6 +70,40 @@ def load_checkpoint(path: Path) -> dict | None:
     return state
 
 
+def run_training(model, optimizer, *, n_items: int, batch: int, epochs: float, warmup: float,
+                 seed: int, work: Path, save_every: int, label: str, batch_loss, every: int = 50) -> int:
+    """The loop both stages share: warm-up + linear decay, gradient clipping at 1.0, a checkpoint
+    every ``save_every`` steps and at the end, resuming from ``work/checkpoint.pt``.
+    ``batch_loss(index_array) -> loss``. -> the number of steps of the schedule."""
+    steps = total_steps(n_items, batch, epochs)
+    sched = warmup_linear(optimizer, int(warmup * steps), steps)
+    start = 0
+    state = load_checkpoint(work / "checkpoint.pt")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["step"]
+        print(f"resumed at step {start}/{steps}")
+    per_epoch = n_items // batch
+    progress = Progress(steps, every=every, label=label)
+    model.train()
+    for step in range(start, steps):
+        epoch, k = divmod(step, per_epoch)
+        loss = batch_loss(epoch_batches(n_items, batch, seed, epoch)[k])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad()
+        progress.step(step, loss.item())
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            save_checkpoint(work / "checkpoint.pt", model=model.state_dict(),
+                            optimizer=optimizer.state_dict(), scheduler=sched.state_dict(), step=step + 1)
+    model.eval()
+    return steps
+
+
 @torch.no_grad()
 def predict_logits(forward, data: TokenSet, batch: int = 128) -> np.ndarray:
     """``forward(input_ids, attention_mask) -> logits`` over every item. -> float32 [n, labels]."""

@@ -71,6 +71,19 @@ def _first_bad_byte(path: str) -> str:
     return "undecodable bytes"
 
 
+def _one_input(model, text, ids_text, seed):
+    """The one input of explain / diff-runtimes: the text, the ids, or seeded random ids."""
+    from .inputs import InputMaker
+
+    maker = InputMaker(model)
+    if text is not None:
+        return maker.from_text(text)
+    if ids_text is not None:
+        return maker.from_ids(_parse_ids(ids_text))
+    click.echo(f"input: random (seed {seed})")
+    return maker.random(np.random.default_rng(seed))
+
+
 def _parse_ids(text: str) -> list[int]:
     try:
         return [int(tok) for tok in text.replace(",", " ").split()]
@@ -403,7 +416,6 @@ def explain(model_path, op_index, index_text, text, ids_text, seed, numerics):
     Exit 0 when the explanation reproduces the interpreter's element, 1 when it does not.
     """
     from .explain import explain as explain_element
-    from .inputs import InputMaker
     from .interpreter import Interpreter
 
     if text is not None and ids_text is not None:
@@ -412,14 +424,7 @@ def explain(model_path, op_index, index_text, text, ids_text, seed, numerics):
     interp = Interpreter(model, numerics=numerics)
     if not 0 <= op_index < len(interp.plan):
         raise InputError(f"op {op_index} does not exist: the model has ops 0 to {len(interp.plan) - 1}")
-    maker = InputMaker(model)
-    if text is not None:
-        made = maker.from_text(text)
-    elif ids_text is not None:
-        made = maker.from_ids(_parse_ids(ids_text))
-    else:
-        made = maker.random(np.random.default_rng(seed))
-        click.echo(f"input: random (seed {seed})")
+    made = _one_input(model, text, ids_text, seed)
     if made.tokens:
         click.echo("tokens: " + " ".join(made.tokens))
     values = interp.run_all(made.arrays)
@@ -439,7 +444,7 @@ def diff_runtimes_command(model_path, text, ids_text, seed, runtimes):
     """Where runtimes first diverge on this model and input, which rounding or lookup rule is
     responsible, and how the difference propagates to the output (numerics profiles)."""
     from .diff_runtimes import diff_runtimes, format_diff
-    from .inputs import InputMaker, model_labels
+    from .inputs import model_labels
     from .numerics import get_profile
 
     names = [n.strip() for n in runtimes.split(",") if n.strip()]
@@ -450,14 +455,7 @@ def diff_runtimes_command(model_path, text, ids_text, seed, runtimes):
     if text is not None and ids_text is not None:
         raise InputError("give --text or --ids, not both")
     model = _load(model_path)
-    maker = InputMaker(model)
-    if text is not None:
-        made = maker.from_text(text)
-    elif ids_text is not None:
-        made = maker.from_ids(_parse_ids(ids_text))
-    else:
-        made = maker.random(np.random.default_rng(seed))
-        click.echo(f"input: random (seed {seed})")
+    made = _one_input(model, text, ids_text, seed)
     labels = model_labels(model)
     for other in names[1:]:
         click.echo(format_diff(diff_runtimes(model, made.arrays, names[0], other), model, labels))
