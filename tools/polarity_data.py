@@ -19,7 +19,7 @@ import numpy as np
 
 from split_replab import LABELS, apply_split
 
-from npmobilebert.text import Tokenizer, normalize_tweet
+from npmobilebert.text import Tokenizer
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
@@ -61,15 +61,7 @@ def tokenizer(seq_len: int = SEQ_LEN) -> Tokenizer:
 
 def tokenize(texts: list[str], seq_len: int = SEQ_LEN) -> list[np.ndarray]:
     """Texts -> id arrays, truncated like Tokenizer.encode (last id stays [SEP])."""
-    tok = tokenizer(seq_len)
-    sep = tok.vocab["[SEP]"]
-    out = []
-    for enc in tok._tok.encode_batch([normalize_tweet(t) for t in texts]):
-        ids = enc.ids
-        if len(ids) > seq_len:
-            ids = ids[: seq_len - 1] + [sep]
-        out.append(np.asarray(ids, np.int32))
-    return out
+    return [np.asarray(ids, np.int32) for ids in tokenizer(seq_len).ids_batch(texts)]
 
 
 def read_tsv(path: str | os.PathLike) -> list[dict]:

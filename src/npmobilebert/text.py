@@ -71,20 +71,31 @@ class Tokenizer:
             raise InputError("text must be a string")
         _check_utf8(text)
         enc = self._tok.encode(normalize_tweet(text))   # adds [CLS] ... [SEP]
-        ids, tokens = list(enc.ids), list(enc.tokens)
-        truncated = len(ids) > self.seq_len
-        if truncated:
-            if warn:
-                warnings.warn(f"text of {len(ids)} tokens truncated to the model's {self.seq_len}",
-                              stacklevel=2)
-            ids = ids[: self.seq_len - 1] + [self.vocab["[SEP]"]]
-            tokens = tokens[: self.seq_len - 1] + ["[SEP]"]
+        truncated = len(enc.ids) > self.seq_len
+        if truncated and warn:
+            warnings.warn(f"text of {len(enc.ids)} tokens truncated to the model's {self.seq_len}",
+                          stacklevel=2)
+        ids = self._truncate(list(enc.ids))
+        tokens = self._truncate(list(enc.tokens), "[SEP]")
         n = len(ids)
         input_ids = np.full((1, self.seq_len), self.vocab["[PAD]"], dtype=np.int32)
         input_ids[0, :n] = ids
         mask = np.zeros((1, self.seq_len), dtype=np.int32)
         mask[0, :n] = 1
         return Encoded(input_ids, mask, np.zeros((1, self.seq_len), dtype=np.int32), tokens, truncated)
+
+
+    def ids_batch(self, texts: list[str]) -> list[list[int]]:
+        """Many texts -> their ids ([CLS] ... [SEP], truncated as ``encode`` does), unpadded and
+        without warnings: for training and corpus statistics, tokenised in parallel."""
+        encs = self._tok.encode_batch([normalize_tweet(t) for t in texts])
+        return [self._truncate(list(enc.ids)) for enc in encs]
+
+    def _truncate(self, items: list, sep=None) -> list:
+        """Keep the first seq_len - 1 items and end with [SEP], when longer than seq_len."""
+        if len(items) <= self.seq_len:
+            return items
+        return items[: self.seq_len - 1] + [self.vocab["[SEP]"] if sep is None else sep]
 
 
 def _check_utf8(text: str) -> None:

@@ -22,7 +22,7 @@ from ..fixedpoint import (multiply_by_quantized_multiplier, multiply_by_quantize
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
-from .fully_connected import hybrid_weight_scales, quantize_rows
+from .fully_connected import hybrid_params, hybrid_weight_scales, quantize_rows
 
 
 def _orient(ctx: OpContext):
@@ -185,9 +185,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
         out = (np.float32(0) + (scale * total.astype(np.float32)).astype(np.float32))
         return [out.astype(np.float32).reshape(out_shape)]
 
-    params = {"asymmetric_quantize_inputs": asymmetric, "per_channel": per_channel is not None,
-              "weights_scale": per_channel if per_channel is not None else tensor_scale,
-              "row_sums": row_sums}
+    params = hybrid_params(asymmetric, per_channel, tensor_scale, row_sums)
     return PreparedOp(ctx, run, params,
                       "tflite/kernels/batch_matmul.cc EvalHybrid + "
                       "neon_tensor_utils.cc (Symmetric/AsymmetricQuantizeFloats) + "

@@ -190,6 +190,13 @@ def quantize_rows(rows: np.ndarray, asymmetric: bool):
     return q, factors, np.zeros(factors.shape, dtype=np.int64)
 
 
+def hybrid_params(asymmetric: bool, per_channel, tensor_scale, row_sums) -> dict:
+    """What a hybrid (dynamic-range) FULLY_CONNECTED / BATCH_MATMUL shows in a trace."""
+    return {"asymmetric_quantize_inputs": asymmetric, "per_channel": per_channel is not None,
+            "weights_scale": per_channel if per_channel is not None else tensor_scale,
+            "row_sums": row_sums}
+
+
 def hybrid_weight_scales(ctx: OpContext, w_t) -> tuple[np.ndarray | None, np.float32]:
     """VerifyPerChannelQuantization: more than one scale is per-channel (returned as a float32
     array), otherwise the single float32 scale is folded into every row's scaling factor."""
@@ -243,9 +250,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
         out = float_activation(out, activation)                     # ApplyActivationToVector
         return [out.reshape(_output_shape(ctx, x, units))]
 
-    params = {"asymmetric_quantize_inputs": asymmetric, "per_channel": per_channel is not None,
-              "weights_scale": per_channel if per_channel is not None else tensor_scale,
-              "row_sums": row_sums}
+    params = hybrid_params(asymmetric, per_channel, tensor_scale, row_sums)
     return PreparedOp(ctx, run, params,
                       "tflite/kernels/fully_connected.cc EvalHybridDense + "
                       "neon_tensor_utils.cc (Symmetric/AsymmetricQuantizeFloats) + "
