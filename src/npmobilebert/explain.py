@@ -357,7 +357,7 @@ def _fc_requantize(site: Site, total: int, unit: int) -> int:
     site.say(f"2. requantization to the output scale ({site.step.ctx.numerics.name} numerics)")
     site.say(f"  real multiplier = in_scale * w_scale / out_scale = {_scale(x_t):.6g} * {_scale(w_t, unit):.6g}"
              f" / {_scale(out_t):.6g} = {eff:.10g} (in double)")
-    double = int(fp.requantize_double(np.array([total]), eff)[0])
+    double = int(fp.round_half_away(np.float64(total) * np.float64(eff)))
     double_words = (f"(int32) round((double) {total} * {eff:.10g}) = round({total * eff:.6f}) = {double}"
                     f"   (C round: ties away from zero)")
     if "output_multiplier" not in p:                      # the double rule

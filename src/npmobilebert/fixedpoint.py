@@ -88,24 +88,49 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 def saturating_rounding_doubling_high_mul(a, b):
-    """SaturatingRoundingDoublingHighMul<int32>: round(a*b / 2**31), nudged, truncating division."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    result = _trunc_div_pow2(ab + nudge, 31)
-    overflow = (a == b) & (a == INT32_MIN)
-    return np.where(overflow, INT32_MAX, result)
+    """SaturatingRoundingDoublingHighMul<int32>: round(a*b / 2**31), nudged, truncating division.
+
+    The C++ adds a nudge of 2**30 (product >= 0) or 1 - 2**30 (product < 0) and divides by 2**31
+    truncating toward zero; for an integer product both cases are floor((ab + 2**30) / 2**31),
+    one add and one arithmetic shift. The only product that saturates is INT32_MIN * INT32_MIN
+    (2**62 -> 2**31), the only result above INT32_MAX: a minimum clamps it.
+    """
+    ab = np.asarray(a, dtype=np.int64) * np.asarray(b, dtype=np.int64)
+    return np.minimum((ab + (1 << 30)) >> 31, INT32_MAX)
 
 
 def rounding_divide_by_pot(x, exponent):
-    """RoundingDivideByPOT: x / 2**exponent rounded to nearest, ties away from zero."""
+    """RoundingDivideByPOT: x / 2**exponent rounded to nearest, ties away from zero.
+
+    The C++ adds one when the remainder (x & mask) exceeds mask/2 (+1 for negative x); for
+    exponent >= 1 that is (x + 2**(exponent-1) - [x < 0]) >> exponent.
+    """
     x = np.asarray(x, dtype=np.int64)
     exponent = np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    if exponent.ndim == 0:
+        if exponent == 0:
+            return x
+        return (x + (np.int64(1) << (exponent - 1)) - (x < 0)) >> exponent
+    half = (np.int64(1) << exponent) >> 1                 # 0 where the exponent is 0
+    return (x + half - ((x < 0) & (exponent > 0))) >> exponent
+
+
+def high_mul_then_divide_by_pot_nonnegative(a, b, exponent):
+    """RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a, b), exponent) for a, b >= 0,
+    with one rounding: what the int8 softmax does to every element.
+
+    For a non-negative product SRDHM is floor((ab + 2**30) / 2**31) and RDBP(h, e) is
+    floor((h + 2**(e-1)) / 2**e); nested floors of integers collapse,
+    floor((floor(A / p) + c) / q) = floor((A + c*p) / (p*q)), so the pair is
+    (ab + 2**30 + 2**(e-1) * 2**31) >> (31 + e): three passes instead of eleven. Nothing
+    saturates (INT32_MIN is negative); ab < 2**62 and the sum stays below 2**63.
+    """
+    exponent = np.asarray(exponent, dtype=np.int64)
+    half = ((np.int64(1) << exponent) >> 1) << 31             # 2**(e-1) * 2**31, 0 for e = 0
+    product = np.asarray(a, dtype=np.int64) * np.asarray(b, dtype=np.int64)
+    product += (1 << 30) + half
+    product >>= exponent + 31
+    return product
 
 
 def saturating_rounding_multiply_by_pot(x, exponent: int, bits: int = 32):
@@ -232,10 +257,11 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     RoundingDivideByPOT by the right shift. ``multiplier``/``shift`` may be per-channel arrays.
     """
     shift = np.asarray(shift, dtype=np.int64)
-    left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    shifted = wrap_int32(np.asarray(x, dtype=np.int64) << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+    x = np.asarray(x, dtype=np.int64)
+    if np.any(shift > 0):                                 # x * (1 << left) wraps in int32
+        x = wrap_int32(x << np.maximum(shift, 0))
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
 
 
 def multiply_by_quantized_multiplier_single_round(x, multiplier, shift):
@@ -260,16 +286,34 @@ def multiply_by_quantized_multiplier_int64(x, multiplier, shift):
     return wrap_int32(result)
 
 
-def requantize_double(acc, effective_scale):
-    """The 2025 reference FULLY_CONNECTED requantization: ``(int32) round((double) acc * scale)``.
+#: The largest double below 0.5: see round_half_away_into.
+HALF_BELOW = float(np.nextafter(0.5, 0.0))
 
-    ``acc`` holds exact integers (any int or float dtype); the result is float64 integers.
+
+def round_half_away_into(y: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
+    """clamp(round_half_away(y), lo, hi) stored as ``dtype`` (integer bounds; ``y`` float64,
+    overwritten).
+
+    Rounding is monotone and leaves integers alone, so clamping first gives the same result.
+    Then y + copysign(HALF_BELOW, y) truncated toward zero (what the float -> int cast does) is
+    round-half-away for every |y| < 2**52 (adding 0.5 itself would take 0.49999999999999994 to
+    1): three passes, where rint plus a tie check took five and a rare exact tie many more.
     """
-    scaled = np.asarray(acc, dtype=np.float64) * effective_scale
-    rounded = np.rint(scaled)               # ties to even: differs from C's round() on ties only
-    if np.any(np.abs(scaled - rounded) == 0.5):
-        return round_half_away(scaled)      # rare exact ties: take the slow exact path
-    return rounded
+    np.clip(y, lo, hi, out=y)
+    y += np.copysign(HALF_BELOW, y)
+    return y.astype(dtype)
+
+
+def requantize_double(acc: np.ndarray, effective_scale, zero_point: int, lo: int, hi: int, dtype) -> np.ndarray:
+    """The 2025 reference FULLY_CONNECTED requantization, through the output clamp:
+    ``clamp((int32) round((double) acc * scale) + zero_point, lo, hi)`` as ``dtype``.
+
+    ``acc``: float64 exact integers, overwritten (the caller's fresh accumulator).
+    """
+    acc *= effective_scale
+    out = round_half_away_into(acc, lo - zero_point, hi - zero_point, dtype)
+    out += out.dtype.type(zero_point)      # in range: the clamp above left room for it
+    return out
 
 
 def requantize_fp32(acc, scale):

@@ -51,21 +51,23 @@ def prepare_fully_connected(ctx: OpContext) -> PreparedOp:
 
 # ----------------------------------------------------------------------------------------------
 # Requantization strategies (numerics.py RULES["fc_requantize"]): (ctx, input scale, weight
-# scales, output scale) -> (acc -> rounded int64 values before the zero point, trace params)
+# scales, output scale, output store) -> (acc -> output values, trace params). ``acc`` is the
+# accumulator with the bias, float64 exact integers [batches, units], the strategy's to
+# overwrite; the store is (zero point, activation min, activation max, dtype).
 # ----------------------------------------------------------------------------------------------
 
-def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale):
+def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale, store):
     """LiteRT reference (2025): ``(int32) round((double) acc * effective_scale)`` with the
     effective scale double(in) * double(filter) / double(out), in that order
     (FullyConnectedPerChannel with float scales; per-tensor weights the same)."""
     effective_scale = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
 
-    def requantize(acc):                                    # [batches, units] exact integers
-        return requantize_double(acc, effective_scale)
+    def requantize(acc):
+        return requantize_double(acc, effective_scale, *store)
     return requantize, {"effective_scale": effective_scale}
 
 
-def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale):
+def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store):
     """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected): per-channel
     QuantizeMultiplier(double(in) * double(filter) / double(out)); per-tensor weights go through
     GetQuantizedConvolutionMultipler, whose scale product is a float32 product. The accumulator
@@ -80,19 +82,22 @@ def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale):
     wide = (bias_t.dtype == np.int64 if bias_t is not None else ctx.inputs[0].dtype == np.int16)
     multiply = multiply_by_quantized_multiplier_int64 if wide else multiply_by_quantized_multiplier
 
-    def requantize(acc):                                    # [batches, units] exact integers
-        return multiply(acc.astype(np.int64), multipliers, shifts)
+    zero_point, lo, hi, dtype = store
+
+    def requantize(acc):
+        return clamp_cast(multiply(acc.astype(np.int64), multipliers, shifts) + zero_point, lo, hi, dtype)
     return requantize, {"output_multiplier": multipliers, "output_shift": shifts,
                         "int64_accumulator": wide}
 
 
-def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale):
+def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale, store):
     """XNNPACK qs8-qc8w gemm, fp32 requantization: the float32 scale in_scale * filter_scale /
     out_scale per channel (fully-connected-nc.c), (float) acc times it, rounded to nearest-even."""
     scales = (np.float32(x_scale) * w_scales.astype(np.float32) / np.float32(out_scale)).astype(np.float32)
+    zero_point, lo, hi, dtype = store
 
-    def requantize(acc):                                    # [batches, units] exact integers
-        return fp.requantize_fp32(acc, scales)
+    def requantize(acc):
+        return clamp_cast(fp.requantize_fp32(acc, scales) + zero_point, lo, hi, dtype)
     return requantize, {"scale": scales}
 
 
@@ -112,9 +117,10 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     w_offset = 0 if per_channel else -zero_point_of(w_t)
     x_offset = -zero_point_of(x_t)
     out_zp = zero_point_of(out_t)
-    rule = ctx.numerics.rule("fc_requantize")
-    requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t))
     lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
+    rule = ctx.numerics.rule("fc_requantize")
+    requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t),
+                                                         (out_zp, lo, hi, out_t.dtype))
     weights = w_t.data.reshape(units, depth)                                 # [units, depth] int8
     # sum((x + x_off) * (w + w_off)) = x @ (w + w_off) + x_off * sum(w + w_off): the input offset
     # folds into the bias once
@@ -135,8 +141,8 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         x = inputs[0]
         acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), weights_t)  # exact integers
-        out = requantize(acc + folded_bias) + out_zp                        # [batches, units]
-        return [clamp_cast(out, lo, hi, out_t.dtype).reshape(_output_shape(ctx, x, units))]
+        out = requantize(acc + folded_bias)                                 # [batches, units]
+        return [out.reshape(_output_shape(ctx, x, units))]
 
     params = {"input_offset": x_offset, "weights_offset": w_offset, "output_offset": out_zp,
               **requant_params, "per_channel": per_channel,

@@ -56,17 +56,18 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
     scaled_diff = fp.saturating_rounding_doubling_high_mul(fp.wrap_int32(diffs << left_shift), multiplier)
     exp_table = fp.exp_on_negative_values(scaled_diff, SCALED_DIFF_INTEGER_BITS)            # Q0.31
     sum_table = np.where(in_range, fp.rescale(exp_table, 0, ACCUMULATION_INTEGER_BITS), 0)  # Q12.19
+    # Below diff_min the reference writes out_min; a zero exp gives exactly that below (the
+    # product and its rounding are 0), so one expression covers both branches.
+    exp_table = np.where(in_range, exp_table, 0)
 
     def run(inputs):
-        x = inputs[0].astype(np.int64)
+        x = inputs[0].astype(np.intp)
         index = x.max(axis=-1, keepdims=True) - x                        # [..., depth], 0..255
-        exps = exp_table[index]
         sum_of_exps = fp.wrap_int32(sum_table[index].sum(axis=-1, keepdims=True))
         shifted_scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = bits_over_unit + 31 - out_bits
-        unsat = fp.rounding_divide_by_pot(fp.fixed_mul(shifted_scale, exps), exponent)
-        out = np.where(in_range[index], unsat + out_min, out_min)
-        return [clamp_cast(out, out_min, out_max, out_t.dtype)]
+        unsat = fp.high_mul_then_divide_by_pot_nonnegative(shifted_scale, exp_table[index], exponent)
+        return [np.minimum(unsat + out_min, out_max).astype(out_t.dtype)]   # unsat >= 0
 
     params = {"input_multiplier": multiplier, "input_left_shift": left_shift, "diff_min": diff_min}
     return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/softmax.h (int8)")
