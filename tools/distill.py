@@ -10,6 +10,11 @@ wrote them) on the RepLab train split plus the 140k unlabeled tweets:
     loss = T^2 * KL(softmax(teacher / T) || softmax(student / T))      every tweet
          + CE(student, gold label)                                    labelled tweets only
 
+With ``--hidden-weight`` > 0 (the recipe's second stage, continuing from the first with
+``--init-from``) the student also learns the teacher's hidden states, TinyBERT's
+intermediate-layer loss: 3 numbers per tweet from the logits tell a student from scratch little
+about language, 384 per token per layer tell it much more (``HiddenStateDistillation``).
+
 After training, -log(train class prior) is added to the classifier bias: the same balanced
 decision rule the teacher is evaluated with (trainlib.prior_correction).
 
@@ -41,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import polarity_data as data  # noqa: E402
 import trainlib  # noqa: E402
 from torch_mobilebert import TorchMobileBert, from_keras, to_keras  # noqa: E402  (first: see there)
+from train_teacher import load_finetuned  # noqa: E402
 from build_mobilebert import MobileBertConfig, build_trained_like  # noqa: E402
 
 from npmobilebert.fileio import save_json  # noqa: E402
@@ -92,6 +98,31 @@ def distillation_loss(student_logits, teacher_logits, gold, temperature: float):
     return kd
 
 
+class HiddenStateDistillation(torch.nn.Module):
+    """TinyBERT's intermediate-layer loss (Jiao et al. 2020): student hidden states regress onto
+    the teacher's through learned linear maps [H_student -> H_teacher]. Embedding outputs pair
+    with embedding outputs; student layer j pairs with teacher layer j * L_t / L_s where that is
+    a whole number (the uniform mapping: all 6 for a 6-layer student, every 4th of 24). Each
+    pair's squared error over real tokens is divided by the teacher state's mean square, so every
+    layer counts the same whatever its scale."""
+
+    def __init__(self, student_layers: int, teacher_layers: int, student_width: int, teacher_width: int):
+        super().__init__()
+        self.pairs = [(0, 0)] + [(j, j * teacher_layers // student_layers) for j in range(1, student_layers + 1)
+                                 if (j * teacher_layers) % student_layers == 0]
+        self.maps = torch.nn.ModuleList(torch.nn.Linear(student_width, teacher_width) for _ in self.pairs)
+
+    def forward(self, student_states, teacher_states, mask) -> torch.Tensor:
+        """lists of [b, s, H_student] / [b, s, H_teacher], mask [b, s] (1 real) -> scalar loss."""
+        real = mask.unsqueeze(-1).float()                             # [b, s, 1]
+        total = 0.0
+        for (i, j), proj in zip(self.pairs, self.maps):
+            target = teacher_states[j].float()
+            err = ((proj(student_states[i]) - target) ** 2 * real).sum()
+            total = total + err / (target ** 2 * real).sum()
+        return total / len(self.pairs)
+
+
 def main(argv=None) -> int:
     d = MobileBertConfig()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -109,6 +140,10 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--prior-tau", type=float, default=1.0,
                     help="add -tau*log(train prior) to the classifier bias after training (0: none)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from the student of an earlier run (its --work-dir) instead of the init")
+    ap.add_argument("--hidden-weight", type=float, default=0.0,
+                    help="weight of the hidden-state loss against the teacher (0: logits only)")
     args = ap.parse_args(argv)
     trainlib.seed_everything(args.seed)
     trainlib.configure_cpu(args.threads)
@@ -126,14 +161,34 @@ def main(argv=None) -> int:
     print(f"pool: {len(train_set)} labelled + {len(unlabeled)} unlabeled tweets; student {cfg.num_layers} layers")
 
     student = init_student(cfg, args.seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.01)
+    steps_before = 0
+    if args.init_from is not None:
+        earlier = torch.load(args.init_from / "checkpoint.pt", map_location="cpu", weights_only=False)
+        student.load_state_dict(earlier["model"])
+        steps_before = earlier["step"]
+        print(f"student starts from {args.init_from} (step {steps_before})")
+    trained, teacher_model, hidden = student, None, None
+    if args.hidden_weight > 0:
+        teacher_model = load_finetuned(args.teacher_dir)
+        t_cfg = teacher_model.config
+        hidden = HiddenStateDistillation(cfg.num_layers, t_cfg.num_hidden_layers, cfg.hidden, t_cfg.hidden_size)
+        trained = torch.nn.ModuleDict({"student": student, "hidden_maps": hidden})   # both learn, both checkpointed
+    opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, weight_decay=0.01)
 
     def batch_loss(idx):
         ids, mask = pad_for_student([pool_ids[i] for i in idx], cfg.seq_len)
-        return distillation_loss(student(ids, mask), pool_teacher[idx], pool_gold[idx], args.temperature)
+        states = student.hidden_states(ids, mask)
+        loss = distillation_loss(student.classify(states[-1]), pool_teacher[idx], pool_gold[idx], args.temperature)
+        if hidden is not None:
+            # bfloat16 (AMX) halves the teacher's forward time; targets to 3 significant digits
+            # are far finer than the student's error on them.
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                targets = teacher_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            loss = loss + args.hidden_weight * hidden(states, targets, mask)
+        return loss
 
     t0 = time.time()
-    steps = trainlib.run_training(student, opt, n_items=len(pool_ids), batch=args.batch, epochs=args.epochs,
+    steps = trainlib.run_training(trained, opt, n_items=len(pool_ids), batch=args.batch, epochs=args.epochs,
                                   warmup=0.05, seed=args.seed, work=work, save_every=args.save_every,
                                   label=f"student L{cfg.num_layers}", batch_loss=batch_loss, every=100)
     train_s = time.time() - t0
@@ -148,8 +203,9 @@ def main(argv=None) -> int:
         ids = torch.nn.functional.pad(input_ids, (0, 1))[:, : cfg.seq_len]
         return student(ids, torch.nn.functional.pad(attention_mask, (0, 1))[:, : cfg.seq_len])
 
-    metrics = {"config": cfg.to_dict(), "steps": steps, "prior_correction": correction.tolist(), "recipe": vars(args) | {
-        "work_dir": str(work), "teacher_dir": str(args.teacher_dir)},
+    metrics = {"config": cfg.to_dict(), "steps": steps_before + steps, "prior_correction": correction.tolist(), "recipe": vars(args) | {
+        "work_dir": str(work), "teacher_dir": str(args.teacher_dir),
+        "init_from": args.init_from and str(args.init_from)},
         "train_seconds_this_run": round(train_s, 1),
         "params": sum(p.numel() for p in student.parameters())}
     for name, items in (("dev", dev_set), ("tweeteval", data.tweeteval())):

@@ -126,15 +126,22 @@ class TorchMobileBert(nn.Module):
         out = self.dense(f"{p}_out_bneck_dense", x) + h
         return self.norm(f"{p}_out_bneck_norm", out)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        """[b, s] ids, mask (1 real / 0 pad) -> logits [b, labels]."""
+    def hidden_states(self, input_ids, attention_mask, token_type_ids=None) -> list[torch.Tensor]:
+        """[b, s] ids, mask (1 real / 0 pad) -> [embeddings, layer 1, ..., layer L], each [b, s, H]."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask_add = ((1.0 - attention_mask.float()) * self.cfg.mask_value)[:, None, None, :]
-        h = self.embeddings(input_ids, token_type_ids)
+        states = [self.embeddings(input_ids, token_type_ids)]
         for i in range(self.cfg.num_layers):
-            h = self.layer(i, h, mask_add)
-        return self.dense("logits", h[:, 0])                         # first token, [b, labels]
+            states.append(self.layer(i, states[-1], mask_add))
+        return states
+
+    def classify(self, last_state: torch.Tensor) -> torch.Tensor:
+        return self.dense("logits", last_state[:, 0])                 # first token: [b, s, H] -> [b, labels]
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        """[b, s] ids, mask (1 real / 0 pad) -> logits [b, labels]."""
+        return self.classify(self.hidden_states(input_ids, attention_mask, token_type_ids)[-1])
 
     # -- Keras <-> torch
     def keras_weights(self) -> dict[str, list[np.ndarray]]:

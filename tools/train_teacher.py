@@ -41,6 +41,14 @@ def load_teacher():
                                                          num_labels=len(data.LABELS))
 
 
+def load_finetuned(work: Path):
+    """The fine-tuned teacher of a finished run (its last checkpoint), in eval mode."""
+    model = load_teacher()
+    state = torch.load(work / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
 def forward_fn(model):
     def forward(input_ids, attention_mask):
         return model(input_ids=input_ids, attention_mask=attention_mask).logits
