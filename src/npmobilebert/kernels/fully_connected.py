@@ -23,9 +23,8 @@ from ..fixedpoint import (asymmetric_quantize_floats, multiply_by_quantized_mult
                           multiply_by_quantized_multiplier_int64, quantize_multipliers,
                           requantize_double, symmetric_quantize_floats)
 from .base import (OpContext, PreparedOp, activation_range, clamp_cast, dtype_limits,
-                   exact_int_matmul, gemm_float_type,
-                   float_activation, register, scale_of, sequential_float_matmul,
-                   zero_point_of)
+                   float_activation, gemm_float_type, register, scale_of, sequential_float_matmul,
+                   weights_in_scratch, zero_point_of)
 
 
 def _output_shape(ctx: OpContext, x: np.ndarray, units: int) -> tuple[int, ...]:
@@ -133,14 +132,12 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     x_limit = max(abs(v) for v in dtype_limits(x_t.dtype))
     w_limit = max(abs(int(weights.min(initial=0)) + w_offset), abs(int(weights.max(initial=0)) + w_offset))
     gemm_type = gemm_float_type(depth, x_limit, w_limit)
-    weights_t = weights.T.astype(gemm_type, order="C")                      # [depth, units]
-    if w_offset:
-        weights_t += gemm_type(w_offset)                                     # exact: small ints
     folded_bias = folded_bias.astype(np.float64)                          # exact: |bias| < 2**53
 
     def run(inputs):
         x = inputs[0]
-        acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), weights_t)  # exact integers
+        w = weights_in_scratch(weights, gemm_type, w_offset)                # [units, depth]
+        acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), w.T)        # exact integers
         out = requantize(acc + folded_bias)                                 # [batches, units]
         return [out.reshape(_output_shape(ctx, x, units))]
 
@@ -229,9 +226,10 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
     per_channel, tensor_scale = hybrid_weight_scales(ctx, w_t)
     if w_t.data is None:
         raise ctx.unsupported("hybrid weights that are not constant")
-    weights = w_t.data.reshape(units, depth).astype(np.int64)
-    weights_t = weights.T                                           # [depth, units]
-    row_sums = weights.sum(axis=1)                                  # ReductionSumVector, [units]
+    weights = w_t.data.reshape(units, depth)                        # int8, zero-copy
+    row_sums = weights.sum(axis=1, dtype=np.int64)                  # ReductionSumVector, [units]
+    # q is int8-valued (asymmetric: [-128, 127] too), so the products' bound picks the float type
+    gemm_type = gemm_float_type(depth, 128, max(abs(int(weights.min(initial=0))), int(weights.max(initial=0))))
 
     def run(inputs):
         x = inputs[0]
@@ -251,7 +249,8 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
             # int32 dot products, minus row_sums[row] * input_offset[batch] (asymmetric inputs)
-            dot = exact_int_matmul(q, weights_t) - row_sums[None, :] * offsets[:, None]
+            products = np.matmul(q.astype(gemm_type), weights_in_scratch(weights, gemm_type).T)
+            dot = products.astype(np.int64) - row_sums[None, :] * offsets[:, None]
             out = (base + dot.astype(np.float32) * scale).astype(np.float32)
         out = float_activation(out, activation)                     # ApplyActivationToVector
         return [out.reshape(_output_shape(ctx, x, units))]
