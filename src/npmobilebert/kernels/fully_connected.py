@@ -138,7 +138,9 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
         x = inputs[0]
         w = weights_in_scratch(weights, gemm_type, w_offset)                # [units, depth]
         acc = np.matmul(x.reshape(-1, depth).astype(gemm_type), w.T)        # exact integers
-        out = requantize(acc + folded_bias)                                 # [batches, units]
+        acc = acc.astype(np.float64)                    # then add: faster than a mixed-type add
+        acc += folded_bias
+        out = requantize(acc)                                               # [batches, units]
         return [out.reshape(_output_shape(ctx, x, units))]
 
     params = {"input_offset": x_offset, "weights_offset": w_offset, "output_offset": out_zp,

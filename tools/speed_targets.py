@@ -1,0 +1,118 @@
+"""The NumPy interpreter's speed and memory targets (issue #6), measured side by side.
+
+Runs ``npmobilebert bench`` (each engine in a fresh process, one after the other, same inputs)
+on a full-size int8 MobileBERT and prints the ratios the issue sets:
+
+  NumPy p50 <= 3x LiteRT default (XNNPACK)         NumPy >= 5x faster than LiteRT BUILTIN_REF
+  numpy-trace p50 <= 1.3x numpy                    open + prepare <= 0.2 s
+  peak RSS <= model file size + 150 MB
+
+for every model given (the first is the one the targets are judged on; the others -- seq 64,
+dynamic-range, 16x8 -- are reported), at 1 thread and at every --threads. Writes the raw bench
+results and the ratios to --json.
+
+    python tools/convert.py --vocab "$V" --seed 0 --layers 24 --seq-len 128 \\
+        --schemes int8,dynamic,16x8 --out-dir /tmp/full --name mobilebert --quiet
+    python tools/convert.py --vocab "$V" --seed 0 --layers 24 --seq-len 64 \\
+        --schemes int8 --out-dir /tmp/full64 --name mobilebert --quiet
+    python tools/speed_targets.py /tmp/full/mobilebert_int8.tflite /tmp/full64/mobilebert_int8.tflite \\
+        /tmp/full/mobilebert_dynamic.tflite /tmp/full/mobilebert_16x8.tflite --threads 1 2 \\
+        --json docs/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from npmobilebert.bench import run_bench  # noqa: E402
+from npmobilebert.fileio import save_json  # noqa: E402
+
+ENGINES = ("litert", "litert-ref", "numpy", "numpy-trace")
+TARGETS = {"numpy_vs_litert": 3.0, "ref_vs_numpy": 5.0, "trace_vs_numpy": 1.3, "open_s": 0.2, "rss_over_file_mb": 150}
+
+
+def ratios(rows: list[dict]) -> dict:
+    """One model at one thread count: {engine: row} -> the issue's ratios and their verdicts."""
+    by = {r["engine"]: r for r in rows if r.get("status") == "ok"}
+    numpy = by.get("numpy")
+    if numpy is None:
+        return {"error": "numpy did not run"}
+    out = {"numpy_p50_ms": numpy["p50_ms"], "open_s": numpy["open_s"], "peak_rss_mb": numpy["peak_rss_mb"],
+           "file_mb": numpy["model_bytes"] / 2**20}
+    out["rss_over_file_mb"] = out["peak_rss_mb"] - out["file_mb"]
+    if "litert" in by:
+        out["litert_p50_ms"] = by["litert"]["p50_ms"]
+        out["numpy_vs_litert"] = numpy["p50_ms"] / by["litert"]["p50_ms"]
+    if "litert-ref" in by:
+        out["litert_ref_p50_ms"] = by["litert-ref"]["p50_ms"]
+        out["ref_vs_numpy"] = by["litert-ref"]["p50_ms"] / numpy["p50_ms"]
+    if "numpy-trace" in by:
+        out["trace_p50_ms"] = by["numpy-trace"]["p50_ms"]
+        out["trace_vs_numpy"] = by["numpy-trace"]["p50_ms"] / numpy["p50_ms"]
+    out["pass"] = {
+        "numpy <= 3x litert": out.get("numpy_vs_litert", float("inf")) <= TARGETS["numpy_vs_litert"],
+        "numpy >= 5x faster than litert-ref": out.get("ref_vs_numpy", 0) >= TARGETS["ref_vs_numpy"],
+        "trace <= 1.3x numpy": out.get("trace_vs_numpy", float("inf")) <= TARGETS["trace_vs_numpy"],
+        "open <= 0.2 s": out["open_s"] <= TARGETS["open_s"],
+        "peak RSS <= file + 150 MB": out["rss_over_file_mb"] <= TARGETS["rss_over_file_mb"],
+    }
+    return out
+
+
+def describe(model: str, threads: int, r: dict) -> list[str]:
+    if "error" in r:
+        return [f"{model} ({threads} thread{'s' if threads > 1 else ''}): {r['error']}"]
+    head = f"{model} ({threads} thread{'s' if threads > 1 else ''})"
+    lines = [f"{head}: numpy {r['numpy_p50_ms']:.1f} ms, litert {r.get('litert_p50_ms', float('nan')):.1f} ms, "
+             f"litert-ref {r.get('litert_ref_p50_ms', float('nan')):.1f} ms, "
+             f"numpy-trace {r.get('trace_p50_ms', float('nan')):.1f} ms (p50)",
+             f"  numpy / litert = {r.get('numpy_vs_litert', float('nan')):.2f}x   "
+             f"litert-ref / numpy = {r.get('ref_vs_numpy', float('nan')):.2f}x   "
+             f"trace / numpy = {r.get('trace_vs_numpy', float('nan')):.2f}x",
+             f"  open {r['open_s']:.3f} s   peak RSS {r['peak_rss_mb']:.0f} MB = file {r['file_mb']:.1f} MB "
+             f"+ {r['rss_over_file_mb']:.0f} MB"]
+    lines += [f"  {'PASS' if ok else 'FAIL'} {name}" for name, ok in r["pass"].items()]
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="the first is judged; the others are reported")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--json", default=None, help="write the bench results and ratios here")
+    args = ap.parse_args(argv)
+    for m in args.models:
+        if not os.path.isfile(m):
+            print(f"error: no such model: {m}", file=sys.stderr)
+            return 2
+    threads = sorted(set([1] + args.threads))
+
+    def progress(row):
+        status = f"{row['p50_ms']:.1f} ms" if row.get("status") == "ok" else row.get("status")
+        print(f"  {row['model']:<32} {row['engine']:<12} {row['threads']} thr: {status}", flush=True)
+
+    data = run_bench(args.models, list(ENGINES), threads, runs=args.runs, warmup=args.warmup, progress=progress)
+    summary = []
+    for model in dict.fromkeys(r["model"] for r in data["results"]):
+        for t in threads:
+            rows = [r for r in data["results"] if r["model"] == model and r["threads"] == t]
+            summary.append({"model": model, "threads": t, **ratios(rows)})
+    print()
+    for s in summary:
+        print("\n".join(describe(s["model"], s["threads"], s)))
+    data["targets"] = TARGETS
+    data["summary"] = summary
+    if args.json:
+        save_json(args.json, data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
