@@ -112,3 +112,17 @@ def test_round_half_away_into_is_c_round_then_clamp():
     big = np.concatenate([big, np.floor(big) + 0.5, np.nextafter(np.floor(big) + 0.5, 0)])
     np.testing.assert_array_equal(fp.round_half_away_into(big.copy(), -2**45, 2**45, np.int64),
                                   [c_round(float(v)) for v in big])
+
+
+def test_float_form_of_multiply_by_quantized_multiplier():
+    rng = np.random.default_rng(4)
+    limit = fp.FLOAT_MBQM_LIMIT - 1
+    x = np.concatenate([[-limit, -limit + 1, -1, 0, 1, limit - 1, limit], rng.integers(-limit, limit, 5000),
+                        rng.integers(-3000, 3000, 5000)]).astype(np.int64)
+    for multiplier, shift in [(1581848239, -7), (INT32_MAX, -31), (1 << 30, 0), (1518500250, -12), (1073741825, -1)]:
+        for zero_point, lo, hi in [(-1, -128, 127), (5, -128, 127), (0, -32768, 32767), (3, -2**40, 2**40)]:
+            dtype = np.int8 if hi == 127 else np.int16 if hi == 32767 else np.int64
+            expected = [min(max(mbqm_cpp(int(v), multiplier, shift) + zero_point, lo), hi) for v in x]
+            got = fp.multiply_by_quantized_multiplier_float(x.astype(np.float32),    # as a GEMM gives it
+                                                            multiplier, shift, zero_point, lo, hi, dtype)
+            np.testing.assert_array_equal(got, expected)

@@ -264,6 +264,36 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
 
 
+#: |x| below this keeps every step of multiply_by_quantized_multiplier_float exact in float64:
+#: |x * multiplier| + 2**30 < 2**53 for any int32 multiplier.
+FLOAT_MBQM_LIMIT = 1 << 22
+
+
+def multiply_by_quantized_multiplier_float(x: np.ndarray, multiplier: int, shift: int, zero_point: int,
+                                           lo: int, hi: int, dtype) -> np.ndarray:
+    """clamp(MultiplyByQuantizedMultiplier(x, multiplier, shift) + zero_point, lo, hi) as
+    ``dtype``, computed in float64 for |x| < FLOAT_MBQM_LIMIT and shift <= 0.
+
+    Every step is exact there: x * multiplier (< 2**53), + 2**30, the scalings by powers of two
+    and floor are exact in float64, so SaturatingRoundingDoublingHighMul is
+    floor((x*m + 2**30) / 2**31) (nothing saturates: m > 0), and RoundingDivideByPOT is
+    round-half-away of that over 2**-shift (round_half_away_into, which also clamps). Float64
+    passes are SIMD-fast where int64 multiplies and shifts are not: about 3x faster than the
+    integer form on BATCH_MATMUL's outputs. ``x``: exact integers, any float or int dtype.
+    """
+    if shift > 0 or multiplier <= 0:
+        raise ValueError("the float form needs shift <= 0 and a positive multiplier")
+    y = np.asarray(x).astype(np.float64)
+    y *= float(multiplier)
+    y += float(1 << 30)
+    y *= 2.0 ** -31
+    np.floor(y, out=y)                                    # SaturatingRoundingDoublingHighMul
+    y *= 2.0 ** shift                                     # / 2**-shift, exact
+    out = round_half_away_into(y, lo - zero_point, hi - zero_point, dtype)   # RoundingDivideByPOT
+    out += out.dtype.type(zero_point)
+    return out
+
+
 def multiply_by_quantized_multiplier_single_round(x, multiplier, shift):
     """MultiplyByQuantizedMultiplier(int32 x, ...) with TFLITE_SINGLE_ROUNDING (TFLite Micro)."""
     total_shift = 31 - np.asarray(shift, dtype=np.int64)

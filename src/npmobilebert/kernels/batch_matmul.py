@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fixedpoint import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_int64,
+from ..fixedpoint import (FLOAT_MBQM_LIMIT, multiply_by_quantized_multiplier,
+                          multiply_by_quantized_multiplier_float, multiply_by_quantized_multiplier_int64,
                           quantize_multiplier, requantize_fp32)
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
                    gemm_float_type, register,
@@ -75,23 +76,29 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     # XNNPACK (subgraph/batch-matrix-multiply.c): a_scale * b_scale / out_scale in float32
     fp32_scale = np.float32(np.float32(scale_of(lhs_t) * scale_of(rhs_t)) / scale_of(out_t))
 
-    def requantize(acc):
-        if strategy == "fp32":
-            return requantize_fp32(acc, fp32_scale)
-        return fixed_point(acc, multiplier, shift)
-
     depth = lhs_t.shape[-2] if ctx.options.get("adj_x") else lhs_t.shape[-1]
     qmin, qmax = dtype_limits(lhs_t.dtype)
-    gemm_type = gemm_float_type(depth, max(abs(qmin + lhs_offset), abs(qmax + lhs_offset)),
-                                max(abs(qmin + rhs_offset), abs(qmax + rhs_offset)))
+    lhs_limit = max(abs(qmin + lhs_offset), abs(qmax + lhs_offset))
+    rhs_limit = max(abs(qmin + rhs_offset), abs(qmax + rhs_offset))
+    gemm_type = gemm_float_type(depth, lhs_limit, rhs_limit)
+    # the accumulator's bound decides, once, whether the fixed-point requantization can run in
+    # float64 (exact there, and faster: fixedpoint.multiply_by_quantized_multiplier_float)
+    float_form = (strategy == "fixed-point" and fixed_point is multiply_by_quantized_multiplier
+                  and shift <= 0 and depth * lhs_limit * rhs_limit < FLOAT_MBQM_LIMIT)
+
+    def requantize(acc):                                   # exact integers -> output dtype
+        if float_form:
+            return multiply_by_quantized_multiplier_float(acc, multiplier, shift, out_zp, lo, hi, out_t.dtype)
+        if strategy == "fp32":
+            return clamp_cast(requantize_fp32(acc, fp32_scale) + out_zp, lo, hi, out_t.dtype)
+        return clamp_cast(fixed_point(acc.astype(np.int64), multiplier, shift) + out_zp, lo, hi, out_t.dtype)
 
     def run(inputs):
         # offsets applied in the GEMM's float type: exact, the values are small integers
         lhs = lhs_of(inputs[0].astype(gemm_type) + gemm_type(lhs_offset))
         rhs = rhs_of(inputs[1].astype(gemm_type) + gemm_type(rhs_offset))
-        acc = exact_int_matmul(lhs, rhs, gemm_type)          # [..., rows, cols]
-        out = requantize(acc) + out_zp
-        return [clamp_cast(out, lo, hi, out_t.dtype).reshape(out_shape)]
+        acc = np.matmul(lhs, rhs)                           # [..., rows, cols], exact integers
+        return [requantize(acc).reshape(out_shape)]
 
     params = {"real_multiplier": real_multiplier, "multiplier": multiplier, "shift": shift,
               "lhs_offset": lhs_offset, "rhs_offset": rhs_offset, "output_offset": out_zp}
