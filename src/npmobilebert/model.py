@@ -369,6 +369,85 @@ def _decode_str(raw: bytes | None) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+_I32, _U32, _U16, _I8, _U8 = (struct.Struct(f) for f in ("<i", "<I", "<H", "<b", "<B"))
+
+
+class _Fields:
+    """One FlatBuffer table's fields, its vtable read once.
+
+    The flatc-generated accessors re-read the vtable on every call (four Python calls per
+    field before the value), which was most of the time spent opening a 2,000-tensor model;
+    the hot tables (Tensor, QuantizationParameters, Operator's index vectors) are read
+    through this instead. Field ``i`` sits in vtable slot 4 + 2 * i, as the generated code
+    says (``Offset(4)`` for field 0): FlatBuffers never renumbers fields, schemas only append.
+    Out-of-range reads raise struct.error / IndexError, which the reader reports as a corrupt
+    file, as it does for the generated accessors.
+    """
+
+    __slots__ = ("buf", "pos", "offsets")
+
+    def __init__(self, buf: Any, pos: int):
+        self.buf, self.pos = buf, pos
+        vtable = pos - _I32.unpack_from(buf, pos)[0]
+        n = (_U16.unpack_from(buf, vtable)[0] - 4) // 2
+        self.offsets = struct.unpack_from(f"<{n}H", buf, vtable + 4) if n > 0 else ()
+
+    @classmethod
+    def of(cls, table: Any) -> _Fields:
+        """The fields of a flatc-generated table object."""
+        return cls(table._tab.Bytes, table._tab.Pos)
+
+    def _at(self, i: int) -> int:
+        """The field's absolute position, 0 when absent."""
+        o = self.offsets[i] if i < len(self.offsets) else 0
+        return self.pos + o if o else 0
+
+    def scalar(self, i: int, fmt: struct.Struct, default: int = 0) -> int:
+        at = self._at(i)
+        return fmt.unpack_from(self.buf, at)[0] if at else default
+
+    def present(self, i: int) -> bool:
+        return bool(self._at(i))
+
+    def table(self, i: int) -> _Fields | None:
+        at = self._at(i)
+        return _Fields(self.buf, at + _U32.unpack_from(self.buf, at)[0]) if at else None
+
+    def _vector(self, i: int, item_size: int) -> tuple[int, int] | None:
+        """(start of the elements, count) of a vector field, None when absent."""
+        at = self._at(i)
+        if not at:
+            return None
+        start = at + _U32.unpack_from(self.buf, at)[0]
+        n = _U32.unpack_from(self.buf, start)[0]
+        if start + 4 + n * item_size > len(self.buf):   # a garbage length: refuse before reading
+            raise struct.error(f"a vector of {n} entries at byte {start} runs past the end of the file")
+        return start + 4, n
+
+    def int32_vector(self, i: int) -> tuple[int, ...] | None:
+        """An int32 vector as a tuple, None when absent."""
+        vec = self._vector(i, 4)
+        return None if vec is None else struct.unpack_from(f"<{vec[1]}i", self.buf, vec[0])
+
+    def array(self, i: int, dtype: str) -> np.ndarray | None:
+        """A numeric vector as a (read-only, zero-copy) array, None when absent."""
+        dtype = np.dtype(dtype)
+        vec = self._vector(i, dtype.itemsize)
+        return None if vec is None else np.frombuffer(self.buf, dtype, count=vec[1], offset=vec[0])
+
+    def string(self, i: int) -> str:
+        vec = self._vector(i, 1)
+        return "" if vec is None else _decode_str(bytes(self.buf[vec[0]: vec[0] + vec[1]]))
+
+    def tables(self, i: int) -> list[_Fields]:
+        """A vector of tables."""
+        vec = self._vector(i, 4)
+        if vec is None:
+            return []
+        start, n = vec
+        return [_Fields(self.buf, p + _U32.unpack_from(self.buf, p)[0]) for p in range(start, start + 4 * n, 4)]
+
+
 def _as_int_tuple(array: Any) -> tuple[int, ...]:
     """An int32 vector from an ``XAsNumpy()`` accessor (which returns 0 when absent) as a tuple."""
     if isinstance(array, np.ndarray):
@@ -528,7 +607,8 @@ class _ModelReader:
         name = _decode_str(sg.Name())
 
         n_tensors = self.check_count(sg.TensorsLength(), 4, f"{prefix}tensor list".strip())
-        tensors = tuple(self.read_tensor(sg.Tensors(i), i, prefix) for i in range(n_tensors))
+        tensor_tables = _Fields.of(sg).tables(0)      # SubGraph field 0: tensors
+        tensors = tuple(self.read_tensor(t, i, prefix) for i, t in enumerate(tensor_tables))
 
         inputs = _as_int_tuple(sg.InputsAsNumpy())
         outputs = _as_int_tuple(sg.OutputsAsNumpy())
@@ -545,26 +625,28 @@ class _ModelReader:
 
     # -- tensors ----------------------------------------------------------------
 
-    def read_tensor(self, t: Any, index: int, prefix: str) -> Tensor:
+    def read_tensor(self, fields: _Fields, index: int, prefix: str) -> Tensor:
+        """Tensor table fields: 0 shape, 1 type, 2 buffer, 3 name, 4 quantization,
+        5 is_variable, 6 sparsity, 7 shape_signature."""
         self.where = f"{prefix}tensor {index}"
-        name = _decode_str(t.Name())
+        name = fields.string(3)
         what = f"{prefix}tensor {index} ({name})"
 
-        type_code = t.Type()
+        type_code = fields.scalar(1, _I8)
         type_name = _TYPE_NAMES.get(type_code)
         if type_name is None or type_name not in _DTYPES:
             raise self.error(f"{what} has unknown tensor type {type_code}")
         dtype = _DTYPES[type_name]
 
-        shape = _as_int_tuple(t.ShapeAsNumpy())
+        shape = fields.int32_vector(0) or ()
         if any(d < 0 for d in shape):
             raise self.error(f"{what} has a negative dimension in its shape {shape}")
-        shape_signature = None if t.ShapeSignatureIsNone() else _as_int_tuple(t.ShapeSignatureAsNumpy())
+        shape_signature = fields.int32_vector(7)
         if shape_signature is not None and any(d < -1 for d in shape_signature):
             raise self.error(f"{what} has an invalid shape signature {shape_signature}")
 
-        buffer_index = t.Buffer()
-        is_sparse = t.Sparsity() is not None
+        buffer_index = fields.scalar(2, _U32)
+        is_sparse = fields.present(6)
         raw = self.buffer_view(buffer_index, what)
         data = None if raw is None else self.tensor_data(raw, shape, dtype, type_name, is_sparse, what, buffer_index)
 
@@ -577,8 +659,8 @@ class _ModelReader:
             type_name=type_name,
             buffer_index=buffer_index,
             data=data,
-            quantization=self.read_quantization(t.Quantization(), shape, what),
-            is_variable=bool(t.IsVariable()),
+            quantization=self.read_quantization(fields.table(4), shape, what),
+            is_variable=bool(fields.scalar(5, _U8)),
             is_sparse=is_sparse,
         )
 
@@ -614,15 +696,16 @@ class _ModelReader:
         # .view() keeps the chain of bases back to the file bytes: zero-copy.
         return _readonly(raw.view(dtype).reshape(shape))
 
-    def read_quantization(self, q: Any, shape: tuple[int, ...], what: str) -> Quantization | None:
-        """Quantization parameters, or None when there are no scales."""
+    def read_quantization(self, q: _Fields | None, shape: tuple[int, ...], what: str) -> Quantization | None:
+        """Quantization parameters, or None when there are no scales. QuantizationParameters
+        fields: 0 min, 1 max, 2 scale, 3 zero_point, 6 quantized_dimension."""
         if q is None:
             return None
-        scales = q.ScaleAsNumpy()
-        if not isinstance(scales, np.ndarray) or scales.size == 0:
+        scales = q.array(2, "<f4")
+        if scales is None or scales.size == 0:
             return None  # min/max only (or nothing): not quantized
-        zero_points = q.ZeroPointAsNumpy()
-        if not isinstance(zero_points, np.ndarray):
+        zero_points = q.array(3, "<i8")
+        if zero_points is None:
             # The C++ runtime refuses this too.
             raise self.error(f"{what} has quantization scales but no zero points")
         if zero_points.size != scales.size:
@@ -630,7 +713,7 @@ class _ModelReader:
         if not np.all(np.isfinite(scales)):
             # NaN or infinite scales make every quantized value meaningless.
             raise self.error(f"{what} has a quantization scale that is not a finite number")
-        quantized_dimension = q.QuantizedDimension()
+        quantized_dimension = q.scalar(6, _I32)
         if scales.size > 1 and not 0 <= quantized_dimension < len(shape):
             raise self.error(
                 f"{what} is quantized per channel along dimension {quantized_dimension}, "
@@ -640,8 +723,8 @@ class _ModelReader:
             scales=_readonly(np.array(scales, dtype=np.float32)),
             zero_points=_readonly(np.array(zero_points, dtype=np.int64)),
             quantized_dimension=int(quantized_dimension),
-            min=_optional_float_array(q.MinAsNumpy()),
-            max=_optional_float_array(q.MaxAsNumpy()),
+            min=_optional_float_array(q.array(0, "<f4")),
+            max=_optional_float_array(q.array(1, "<f4")),
         )
 
     # -- operators ------------------------------------------------------------
@@ -657,9 +740,10 @@ class _ModelReader:
         opcode, code, version, custom_code = self.opcodes[opcode_index]
         what = f"{prefix}operator {index} ({opcode})"
 
-        inputs = _as_int_tuple(op.InputsAsNumpy())
-        outputs = _as_int_tuple(op.OutputsAsNumpy())
-        intermediates = _as_int_tuple(op.IntermediatesAsNumpy())
+        fields = _Fields.of(op)   # Operator: 1 inputs, 2 outputs, 8 intermediates
+        inputs = fields.int32_vector(1) or ()
+        outputs = fields.int32_vector(2) or ()
+        intermediates = fields.int32_vector(8) or ()
         for kind, indices, optional_ok in (
             ("input", inputs, True),
             ("output", outputs, True),
