@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from npmobilebert.bench import run_bench  # noqa: E402
-from npmobilebert.fileio import save_json  # noqa: E402
+from npmobilebert.fileio import atomic_path, save_json  # noqa: E402
 
 ENGINES = ("litert", "litert-ref", "numpy", "numpy-trace")
 TARGETS = {"numpy_vs_litert": 3.0, "ref_vs_numpy": 5.0, "trace_vs_numpy": 1.3, "open_s": 0.2, "rss_over_file_mb": 150}
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json", default=None, help="write the bench results and ratios here")
+    ap.add_argument("--markdown", default=None, help="write the summary table here (e.g. docs/speed.md)")
     args = ap.parse_args(argv)
     for m in args.models:
         if not os.path.isfile(m):
@@ -111,7 +112,38 @@ def main(argv=None) -> int:
     data["summary"] = summary
     if args.json:
         save_json(args.json, data)
+    if args.markdown:
+        with atomic_path(args.markdown) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(markdown(data))
     return 0
+
+
+def markdown(data: dict) -> str:
+    m = data["machine"]
+
+    def fmt(value, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    lines = ["# NumPy interpreter: speed and memory", "",
+             f"Measured by `tools/speed_targets.py` (its docstring has the commands) on {m.get('cpu')}, "
+             f"{m.get('cpu_count')} CPUs, Python {m.get('python')}, numpy {m.get('numpy')}, {m.get('litert')}: "
+             f"every engine in a fresh process, one after the other, {data['settings']['runs']} timed runs after "
+             f"{data['settings']['warmup']} warm-up, medians side by side. `open` is loading and preparing "
+             "the model (imports done); peak RSS is the process's (VmHWM), Python and NumPy included.", "",
+             "| model | threads | numpy ms | LiteRT XNNPACK ms | numpy / XNNPACK (<= 3) | LiteRT ref ms "
+             "| ref / numpy (>= 5) | numpy-trace / numpy (<= 1.3) | open s (<= 0.2) | peak RSS MB | file MB "
+             "| RSS - file (<= 150) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in data["summary"]:
+        if "error" in s:
+            lines.append(f"| {s['model']} | {s['threads']} | {s['error']} |" + " |" * 9)
+            continue
+        lines.append(
+            f"| {s['model']} | {s['threads']} | {s['numpy_p50_ms']:.1f} | {fmt(s.get('litert_p50_ms'), '.1f')} "
+            f"| {fmt(s.get('numpy_vs_litert'), '.2f')} | {fmt(s.get('litert_ref_p50_ms'), '.0f')} "
+            f"| {fmt(s.get('ref_vs_numpy'), '.2f')} | {fmt(s.get('trace_vs_numpy'), '.2f')} | {s['open_s']:.3f} "
+            f"| {s['peak_rss_mb']:.0f} | {s['file_mb']:.1f} | {s['rss_over_file_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
