@@ -76,12 +76,7 @@ def init_student(cfg: MobileBertConfig, seed: int) -> TorchMobileBert:
 def pad_for_student(ids: list[np.ndarray], seq_len: int):
     """Pad to the longest + 1 (capped at seq_len): every text is followed by a [PAD], as in the
     converted model, so the trigram embedding of its last token is the same."""
-    longest = min(seq_len, max(len(x) for x in ids) + 1)
-    input_ids = np.zeros((len(ids), longest), np.int64)
-    mask = np.zeros((len(ids), longest), np.int64)
-    for row, x in enumerate(ids):
-        input_ids[row, : len(x)] = x
-        mask[row, : len(x)] = 1
+    input_ids, mask = data.pad_batch(ids, min(seq_len, max(len(x) for x in ids) + 1))
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 

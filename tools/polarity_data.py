@@ -91,9 +91,10 @@ def unlabeled(limit: int | None = None) -> TokenSet:
     return TokenSet(tokenize(texts[:limit]), None)
 
 
-def pad_batch(ids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Pad to the longest in the batch. -> input_ids, attention_mask: int64 [batch, longest]."""
-    longest = max(len(x) for x in ids)
+def pad_batch(ids: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to ``length`` (default: the longest in the batch).
+    -> input_ids, attention_mask: int64 [batch, length]."""
+    longest = max(len(x) for x in ids) if length is None else length
     input_ids = np.zeros((len(ids), longest), np.int64)
     mask = np.zeros((len(ids), longest), np.int64)
     for row, x in enumerate(ids):

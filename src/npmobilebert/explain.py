@@ -312,7 +312,7 @@ def _dot_terms(site: Site, x: np.ndarray, w: np.ndarray, x_off: int, w_off: int)
 
 
 def _fc_integer(site: Site):
-    x_t, w_t, out_t, p = site.tensor(0), site.tensor(1), site.out_t, site.params
+    x_t, w_t, p = site.tensor(0), site.tensor(1), site.params
     bias_t = site.tensor(2) if len(site.inputs) > 2 else None
     units, depth = w_t.shape[0], w_t.shape[-1]
     row, unit = _batch_row(site, depth)
@@ -612,7 +612,7 @@ def _softmax_int16(site: Site, row: np.ndarray, j: int, beta: float):
     mx = int(row.max())
     diffs = row - mx
     site.say(f"1. row maximum {mx}; diff = {int(row[j])} - {mx} = {int(diffs[j])}")
-    site.say(f"2. rescale the diffs onto [-65535, 0] = [-10, 0] (in_scale * beta / (10/65535))")
+    site.say("2. rescale the diffs onto [-65535, 0] = [-10, 0] (in_scale * beta / (10/65535))")
     scaled = fp.multiply_by_quantized_multiplier(diffs, p["input_multiplier"], p["input_left_shift"])
     _requantize_steps(site, int(diffs[j]), p["input_multiplier"], p["input_left_shift"])
     index = np.clip(scaled + 32767, -32768, 32767)
@@ -713,7 +713,7 @@ def _sigmoid_int16(site: Site, x: int, is_tanh: bool, exact):
 
 @explains("ADD", "SUB", "MUL")
 def explain_elementwise(site: Site):
-    a_t, b_t, out_t = site.tensor(0), site.tensor(1), site.out_t
+    a_t, b_t = site.tensor(0), site.tensor(1)
     shape = site.output.shape
     a = _broadcast_element(site.inputs[0], shape, site.index)
     b = _broadcast_element(site.inputs[1], shape, site.index)

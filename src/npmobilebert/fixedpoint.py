@@ -45,12 +45,6 @@ def wrap_int32(x):
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def _trunc_div_pow2(x, exponent: int):
-    """C++ integer division by 2**exponent (truncates toward zero; ``>>`` and ``//`` floor)."""
-    q = np.abs(x) >> exponent
-    return np.where(x < 0, -q, q)
-
-
 # ----------------------------------------------------------------------------------------------
 # Multipliers: real scale -> (int32 significand, shift)   [quantization_util.cc]
 # ----------------------------------------------------------------------------------------------
@@ -289,9 +283,7 @@ def multiply_by_quantized_multiplier_float(x: np.ndarray, multiplier: int, shift
     y *= 2.0 ** -31
     np.floor(y, out=y)                                    # SaturatingRoundingDoublingHighMul
     y *= 2.0 ** (shift + 1)                               # 2 * (y / 2**-shift), exact
-    out = round_half_away_doubled_into(y, lo - zero_point, hi - zero_point, dtype)   # RoundingDivideByPOT
-    out += out.dtype.type(zero_point)
-    return out
+    return round_half_away_doubled_into(y, lo, hi, dtype, zero_point)   # RoundingDivideByPOT
 
 
 def multiply_by_quantized_multiplier_single_round(x, multiplier, shift):
@@ -316,9 +308,9 @@ def multiply_by_quantized_multiplier_int64(x, multiplier, shift):
     return wrap_int32(result)
 
 
-def round_half_away_doubled_into(doubled: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
-    """clamp(round_half_away(y), lo, hi) as ``dtype``, given ``doubled`` = 2y (float64,
-    overwritten). Callers fold the 2 into a scale they multiply by anyway: exact, and free.
+def round_half_away_doubled_into(doubled: np.ndarray, lo: int, hi: int, dtype, zero_point: int = 0) -> np.ndarray:
+    """clamp(round_half_away(y) + zero_point, lo, hi) as ``dtype``, given ``doubled`` = 2y
+    (float64, overwritten). Callers fold the 2 into a scale they multiply by anyway: exact, and free.
 
     With n = trunc(2y) and y = trunc(y) + f: n = 2 trunc(y) + trunc(2f), and trunc(2f) is +-1
     exactly when |f| >= 1/2, so n - trunc(n / 2) is y rounded half away from zero. Rounding is
@@ -326,6 +318,7 @@ def round_half_away_doubled_into(doubled: np.ndarray, lo: int, hi: int, dtype) -
     clamping after. One float->int cast (it truncates) and then integer passes on the narrowest
     type that holds 2 * bound: far cheaper than rint plus a tie check, or np.copysign.
     """
+    lo, hi = lo - zero_point, hi - zero_point             # the clamp leaves room for the zero point
     np.clip(doubled, 2 * lo, 2 * hi, out=doubled)
     bound = 2 * max(abs(lo), abs(hi))
     work = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else np.int64
@@ -333,7 +326,9 @@ def round_half_away_doubled_into(doubled: np.ndarray, lo: int, hi: int, dtype) -
     half = n + (n < 0)
     half >>= 1                                            # trunc(n / 2) = trunc(y)
     n -= half
-    return n.astype(dtype, copy=False)
+    out = n.astype(dtype, copy=False)
+    out += out.dtype.type(zero_point)
+    return out
 
 
 def requantize_double(acc: np.ndarray, effective_scale, zero_point: int, lo: int, hi: int, dtype) -> np.ndarray:
@@ -343,9 +338,7 @@ def requantize_double(acc: np.ndarray, effective_scale, zero_point: int, lo: int
     ``acc``: float64 exact integers, overwritten (the caller's fresh accumulator).
     """
     acc *= 2 * effective_scale                 # 2 * (acc * scale), exactly
-    out = round_half_away_doubled_into(acc, lo - zero_point, hi - zero_point, dtype)
-    out += out.dtype.type(zero_point)      # in range: the clamp above left room for it
-    return out
+    return round_half_away_doubled_into(acc, lo, hi, dtype, zero_point)
 
 
 def requantize_fp32(acc, scale):

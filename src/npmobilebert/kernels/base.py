@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -158,27 +157,21 @@ def gemm_float_type(depth: int, max_abs_a: int, max_abs_b: int):
 _SCRATCH = threading.local()
 
 
-def scratch(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A reusable per-thread work array (contents undefined), grown on demand.
+def weights_in_scratch(weights: np.ndarray, float_type, offset: int = 0) -> np.ndarray:
+    """Integer weights (+ a weight offset) as ``float_type``, exact (small integers), in a
+    per-thread work array reused op after op: valid until the next kernel asks for it.
 
-    Kernels convert their int8 weights to the GEMM's float type into it at every run instead
-    of keeping float copies of all weights: the model stays zero-copy (4x less memory than
-    float32 weights, nothing to convert when opening), and the array, reused op after op,
-    stays in cache, so the conversion costs a few microseconds per op.
+    Kernels convert their int8 weights to the GEMM's float type here at every run instead of
+    keeping float copies of all weights: the model stays zero-copy (4x less memory than float32
+    weights, nothing to convert when opening), and the array stays in cache, so the conversion
+    costs a few microseconds per op.
     """
-    dtype = np.dtype(dtype)
-    size = math.prod(shape)
+    dtype = np.dtype(float_type)
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     buffer = buffers.get(dtype)
-    if buffer is None or buffer.size < size:
-        buffer = buffers[dtype] = np.empty(size, dtype)
-    return buffer[:size].reshape(shape)
-
-
-def weights_in_scratch(weights: np.ndarray, float_type, offset: int = 0) -> np.ndarray:
-    """Integer weights (+ a weight offset) as ``float_type`` in the scratch array: exact, the
-    values are small integers. Valid until the next kernel asks for scratch."""
-    w = scratch(weights.shape, float_type)
+    if buffer is None or buffer.size < weights.size:
+        buffer = buffers[dtype] = np.empty(weights.size, dtype)
+    w = buffer[:weights.size].reshape(weights.shape)
     np.copyto(w, weights)
     if offset:
         w += float_type(offset)

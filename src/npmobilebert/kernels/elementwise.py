@@ -25,7 +25,7 @@ _FLOAT_OPS = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}
 
 @register("ADD", "SUB", "MUL")
 def prepare_elementwise(ctx: OpContext) -> PreparedOp:
-    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    a_t, b_t = ctx.inputs[0], ctx.inputs[1]
     activation = ctx.options.get("fused_activation_function")
     if a_t.dtype != b_t.dtype:
         raise ctx.unsupported("inputs of different dtypes")
