@@ -118,6 +118,24 @@ class HiddenStateDistillation(torch.nn.Module):
         return total / len(self.pairs)
 
 
+def load_earlier_run(work: Path, student: TorchMobileBert, hidden: HiddenStateDistillation | None) -> int:
+    """Load the student (and, when both runs learn hidden states, the learned maps) from an earlier
+    run's checkpoint; a logits-only run saved the bare student, a hidden-state run saved
+    {"student.*", "hidden_maps.*"}. Returns the steps that run took."""
+    earlier = torch.load(work / "checkpoint.pt", map_location="cpu", weights_only=False)
+    parts: dict[str, dict] = {}
+    for key, value in earlier["model"].items():
+        part, _, rest = key.partition(".")
+        if part in ("student", "hidden_maps"):
+            parts.setdefault(part, {})[rest] = value
+        else:
+            parts.setdefault("student", {})[key] = value
+    student.load_state_dict(parts["student"])
+    if hidden is not None and "hidden_maps" in parts:
+        hidden.load_state_dict(parts["hidden_maps"])
+    return earlier["step"]
+
+
 def main(argv=None) -> int:
     d = MobileBertConfig()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -156,18 +174,16 @@ def main(argv=None) -> int:
     print(f"pool: {len(train_set)} labelled + {len(unlabeled)} unlabeled tweets; student {cfg.num_layers} layers")
 
     student = init_student(cfg, args.seed)
-    steps_before = 0
-    if args.init_from is not None:
-        earlier = torch.load(args.init_from / "checkpoint.pt", map_location="cpu", weights_only=False)
-        student.load_state_dict(earlier["model"])
-        steps_before = earlier["step"]
-        print(f"student starts from {args.init_from} (step {steps_before})")
     trained, teacher_model, hidden = student, None, None
     if args.hidden_weight > 0:
         teacher_model = load_finetuned(args.teacher_dir)
         t_cfg = teacher_model.config
         hidden = HiddenStateDistillation(cfg.num_layers, t_cfg.num_hidden_layers, cfg.hidden, t_cfg.hidden_size)
         trained = torch.nn.ModuleDict({"student": student, "hidden_maps": hidden})   # both learn, both checkpointed
+    steps_before = 0
+    if args.init_from is not None:
+        steps_before = load_earlier_run(args.init_from, student, hidden)
+        print(f"student starts from {args.init_from} (step {steps_before})")
     opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, weight_decay=0.01)
 
     def batch_loss(idx):

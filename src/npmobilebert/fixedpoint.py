@@ -109,9 +109,10 @@ def rounding_divide_by_pot(x, exponent):
     return (x + half - ((x < 0) & (exponent > 0))) >> exponent
 
 
-def high_mul_then_divide_by_pot_nonnegative(a, b, exponent):
+def high_mul_then_divide_by_pot_nonnegative_into(a, b: np.ndarray, exponent) -> np.ndarray:
     """RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a, b), exponent) for a, b >= 0,
-    with one rounding: what the int8 softmax does to every element.
+    with one rounding: what the int8 softmax does to every element. ``b``: an int64 array,
+    overwritten with the result (the softmax's fresh gather: no temporaries).
 
     For a non-negative product SRDHM is floor((ab + 2**30) / 2**31) and RDBP(h, e) is
     floor((h + 2**(e-1)) / 2**e); nested floors of integers collapse,
@@ -121,10 +122,10 @@ def high_mul_then_divide_by_pot_nonnegative(a, b, exponent):
     """
     exponent = np.asarray(exponent, dtype=np.int64)
     half = ((np.int64(1) << exponent) >> 1) << 31             # 2**(e-1) * 2**31, 0 for e = 0
-    product = np.asarray(a, dtype=np.int64) * np.asarray(b, dtype=np.int64)
-    product += (1 << 30) + half
-    product >>= exponent + 31
-    return product
+    b *= np.asarray(a, dtype=np.int64)
+    b += (1 << 30) + half
+    b >>= exponent + 31
+    return b
 
 
 def saturating_rounding_multiply_by_pot(x, exponent: int, bits: int = 32):
@@ -312,20 +313,21 @@ def round_half_away_doubled_into(doubled: np.ndarray, lo: int, hi: int, dtype, z
     """clamp(round_half_away(y) + zero_point, lo, hi) as ``dtype``, given ``doubled`` = 2y
     (float64, overwritten). Callers fold the 2 into a scale they multiply by anyway: exact, and free.
 
-    With n = trunc(2y) and y = trunc(y) + f: n = 2 trunc(y) + trunc(2f), and trunc(2f) is +-1
-    exactly when |f| >= 1/2, so n - trunc(n / 2) is y rounded half away from zero. Rounding is
-    monotone and leaves integers alone, so clamping 2y to [2 lo, 2 hi] first is the same as
-    clamping after. One float->int cast (it truncates) and then integer passes on the narrowest
-    type that holds 2 * bound: far cheaper than rint plus a tie check, or np.copysign.
+    With n = trunc(2y), y rounded half away from zero is (n + 1) >> 1 for n >= 0 and n >> 1
+    for n < 0 (arithmetic shifts floor): for y >= 0, floor((floor(2y) + 1) / 2) =
+    floor(y + 1/2); for y < 0, floor(ceil(2y) / 2) = ceil(y - 1/2), checked on both parities
+    of ceil(2y) (and y in (-1/2, 0) gives n = 0 -> 0). Rounding is monotone and leaves
+    integers alone, so clamping 2y to [2 lo, 2 hi] first is the same as clamping after. One
+    float->int cast (it truncates) and then integer passes on the narrowest type that holds
+    2 * bound: far cheaper than rint plus a tie check, or np.copysign.
     """
     lo, hi = lo - zero_point, hi - zero_point             # the clamp leaves room for the zero point
     np.clip(doubled, 2 * lo, 2 * hi, out=doubled)
     bound = 2 * max(abs(lo), abs(hi))
     work = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else np.int64
     n = doubled.astype(work)                              # trunc(2y)
-    half = n + (n < 0)
-    half >>= 1                                            # trunc(n / 2) = trunc(y)
-    n -= half
+    n += n >= 0
+    n >>= 1
     out = n.astype(dtype, copy=False)
     out += out.dtype.type(zero_point)
     return out

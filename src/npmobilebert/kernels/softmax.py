@@ -61,13 +61,16 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
     exp_table = np.where(in_range, exp_table, 0)
 
     def run(inputs):
-        x = inputs[0].astype(np.intp)
-        index = x.max(axis=-1, keepdims=True) - x                        # [..., depth], 0..255
+        index = inputs[0].astype(np.intp)
+        np.subtract(index.max(axis=-1, keepdims=True), index, out=index)   # [..., depth], 0..255
         sum_of_exps = fp.wrap_int32(sum_table[index].sum(axis=-1, keepdims=True))
         shifted_scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = bits_over_unit + 31 - out_bits
-        unsat = fp.high_mul_then_divide_by_pot_nonnegative(shifted_scale, exp_table[index], exponent)
-        return [np.minimum(unsat + out_min, out_max).astype(out_t.dtype)]   # unsat >= 0
+        unsat = fp.high_mul_then_divide_by_pot_nonnegative_into(shifted_scale, exp_table[index], exponent)
+        np.minimum(unsat, out_max - out_min, out=unsat)                  # unsat >= 0
+        out = unsat.astype(out_t.dtype)
+        out += out.dtype.type(out_min)    # wraps into [out_min, out_max]: the true sum is in range
+        return [out]
 
     params = {"input_multiplier": multiplier, "input_left_shift": left_shift, "diff_min": diff_min}
     return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/softmax.h (int8)")
