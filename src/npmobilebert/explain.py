@@ -427,12 +427,12 @@ def _fc_hybrid(site: Site):
     site.say("1. the input row is quantized on the fly, with its own scale")
     if asymmetric:
         q, factor, offset = fp.asymmetric_quantize_floats(x[None, :])
-        q, factor, offset = q[0], np.float32(factor[0]), int(offset[0])
+        q, factor, offset = q[0].astype(np.int64), np.float32(factor[0]), int(offset[0])
         site.say(f"  asymmetric: scale = (max(0, max x) - min(0, min x)) / 255 = {float(factor):.6g},"
                  f" zero point {offset}")
     else:
         q, factor = fp.symmetric_quantize_floats(x[None, :])
-        q, factor, offset = q[0], np.float32(factor[0]), 0
+        q, factor, offset = q[0].astype(np.int64), np.float32(factor[0]), 0
         site.say(f"  symmetric: scale = max|x| / 127 = {float(np.abs(x).max()):.6g} / 127 = {float(factor):.6g}")
     site.say(f"  q = round(x / scale) (Neon rounding in the 8-wide loop, C round in the tail): {_ints(q)}")
     site.say()

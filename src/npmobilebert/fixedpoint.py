@@ -535,25 +535,28 @@ NEON_FLOATS_PER_LOOP = 8   # 2 * kFloatValuesPerNeonVector: the vector loop's st
 def neon_round_to_nearest(x):
     """RoundToNearest without ARMv8 (neon_tensor_utils.cc): trunc(x + (x < 0 ? -0.5f : 0.5f)),
     the addition in float32. Unlike round() it can round up a value just below .5 whose sum
-    with 0.5 rounds to the next integer."""
+    with 0.5 rounds to the next integer. Returns the integers as float32 (exact)."""
     x = np.asarray(x, dtype=np.float32)
-    half = np.where(x < 0, np.float32(-0.5), np.float32(0.5)).astype(np.float32)
-    return np.trunc((x + half).astype(np.float32)).astype(np.int64)
+    # copysign gives -0.0 a -0.5 where the C++ adds +0.5: both truncate to zero
+    rounded = x + np.copysign(np.float32(0.5), x)
+    return np.trunc(rounded, out=rounded)
 
 
 def _neon_round_rows(scaled: np.ndarray) -> np.ndarray:
     """The Neon quantizers round the first ``size & ~7`` values of a row in the vector loop
-    (RoundToNearest) and the rest in the scalar postamble (TfLiteRound)."""
+    (RoundToNearest) and the rest in the scalar postamble (TfLiteRound). float32 integers."""
     n = scaled.shape[-1]
     vector_end = n - n % NEON_FLOATS_PER_LOOP
+    if vector_end == n:
+        return neon_round_to_nearest(scaled)
     head = neon_round_to_nearest(scaled[..., :vector_end])
-    tail = round_half_away(scaled[..., vector_end:]).astype(np.int64)
+    tail = round_half_away(scaled[..., vector_end:]).astype(np.float32)
     return np.concatenate([head, tail], axis=-1)
 
 
 def symmetric_quantize_floats(rows: np.ndarray):
     """NeonSymmetricQuantizeFloats, one row per batch: [..., n] float32 ->
-    (int8 values as int64 [..., n], float32 scaling factors [...]).
+    (int8 values as float32 integers [..., n], float32 scaling factors [...]).
 
     range = max(|min|, |max|); factor = range / 127 and its inverse 127 / range in float32;
     q = round(x * inverse) clamped to +-127. An all-zero row gets factor 1 and zeros.
@@ -564,14 +567,15 @@ def symmetric_quantize_floats(rows: np.ndarray):
     safe_range = np.where(zero, np.float32(1), value_range)
     factor = np.where(zero, np.float32(1), safe_range / np.float32(127)).astype(np.float32)
     inverse = (np.float32(127) / safe_range).astype(np.float32)
-    q = _neon_round_rows((rows * inverse[..., None]).astype(np.float32))
-    q = np.where(zero[..., None], 0, np.clip(q, -127, 127))
+    q = _neon_round_rows(rows * inverse[..., None])
+    np.clip(q, -127, 127, out=q)
+    q[zero] = 0
     return q, factor
 
 
 def asymmetric_quantize_floats(rows: np.ndarray):
     """NeonAsymmetricQuantizeFloats, one row per batch: [..., n] float32 ->
-    (int8 values as int64 [..., n], float32 scaling factors [...], int32 offsets [...]).
+    (int8 values as float32 integers [..., n], float32 scaling factors [...], int64 offsets [...]).
 
     NeonMinMax starts from 0, so the range always holds zero. The scale is
     (rmax - rmin) / 255 with the subtraction in *float32* and the division in double; the zero
@@ -594,6 +598,8 @@ def asymmetric_quantize_floats(rows: np.ndarray):
     factor = np.where(flat, np.float32(1), scale.astype(np.float32)).astype(np.float32)
     # 1.0 / factor in double, stored as float (equal to the float32 quotient)
     inverse = (1.0 / factor.astype(np.float64)).astype(np.float32)
-    q = _neon_round_rows((rows * inverse[..., None]).astype(np.float32)) + offset[..., None]
-    q = np.where(flat[..., None], 0, np.clip(q, -128, 127))
+    q = _neon_round_rows(rows * inverse[..., None])
+    q += offset[..., None].astype(np.float32)                       # exact: small integers
+    np.clip(q, -128, 127, out=q)
+    q[flat] = 0
     return q, factor, offset

@@ -186,8 +186,9 @@ def quantize_rows(rows: np.ndarray, asymmetric: bool):
     """BatchQuantizeFloats (portable_tensor_utils.h): each row [..., depth] quantized on its own
     by tensor_utils::{Symmetric,Asymmetric}QuantizeFloats.
 
-    Returns int8 values (as int64), float32 scaling factors [...] and int32 offsets [...] (zero
-    for the symmetric scheme). Shared by the hybrid FULLY_CONNECTED and BATCH_MATMUL kernels.
+    Returns int8 values (as float32 integers), float32 scaling factors [...] and int64 offsets
+    [...] (zero for the symmetric scheme). Shared by the hybrid FULLY_CONNECTED and BATCH_MATMUL
+    kernels.
     """
     if asymmetric:
         return asymmetric_quantize_floats(rows)
@@ -230,8 +231,10 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
         raise ctx.unsupported("hybrid weights that are not constant")
     weights = w_t.data.reshape(units, depth)                        # int8, zero-copy
     row_sums = weights.sum(axis=1, dtype=np.int64)                  # ReductionSumVector, [units]
-    # q is int8-valued (asymmetric: [-128, 127] too), so the products' bound picks the float type
-    gemm_type = gemm_float_type(depth, 128, max(abs(int(weights.min(initial=0))), int(weights.max(initial=0))))
+    # The kernel's dot - row_sum * offset is sum(w * (q - offset)) exactly (int32, no overflow):
+    # one GEMM on the centred input, |q - offset| <= 255, whose bound picks the float type
+    w_limit = max(abs(int(weights.min(initial=0))), int(weights.max(initial=0)))
+    gemm_type = gemm_float_type(depth, 255 if asymmetric else 127, w_limit)
 
     def run(inputs):
         x = inputs[0]
@@ -250,10 +253,14 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
                 scale = np.broadcast_to(factors[:, None], base.shape)
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
-            # int32 dot products, minus row_sums[row] * input_offset[batch] (asymmetric inputs)
-            products = np.matmul(q.astype(gemm_type), weights_in_scratch(weights, gemm_type).T)
-            dot = products.astype(np.int64) - row_sums[None, :] * offsets[:, None]
-            out = (base + dot.astype(np.float32) * scale).astype(np.float32)
+            centred = q.astype(gemm_type)
+            if asymmetric:
+                centred -= offsets[:, None].astype(gemm_type)
+            # int32 dot products minus row_sums[row] * input_offset[batch], exact integers
+            dot = np.matmul(centred, weights_in_scratch(weights, gemm_type).T)
+            out = dot.astype(np.float32, copy=False)           # (float) dotprod: rounds once
+            out *= scale
+            out += base
         out = float_activation(out, activation)                     # ApplyActivationToVector
         return [out.reshape(_output_shape(ctx, x, units))]
 
