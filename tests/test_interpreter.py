@@ -52,6 +52,9 @@ def _assert_all_identical(model, interp, runner, arrays, label):
     assert cmp.compared == len(produced | set(model.inputs))
     for i in model.outputs:
         np.testing.assert_array_equal(ours[i], theirs[i])
+    # the plain run (intermediates freed, int8 table chains fused: fusion.py) gives the same outputs
+    for i, out in zip(model.outputs, interp.run(arrays)):
+        np.testing.assert_array_equal(out, theirs[i])
 
 
 @pytest.mark.parametrize("name", FIXTURES_ALL)
@@ -122,3 +125,14 @@ def test_shipped_default_model_identical():
     for text in texts:
         _assert_all_identical(model, interp, runner, maker.from_text(text).arrays, repr(text[:30]))
     _assert_all_identical(model, interp, runner, maker.random(np.random.default_rng(5)).arrays, "random")
+
+
+@pytest.mark.parametrize("name, chains", [("tiny_int8.tflite", 10), ("tiny_16x8.tflite", 0)])
+def test_table_chains_are_fused(name, chains):
+    """The int8 fixture's NoNorm (x * gamma + beta) and score (s * scale + mask) pairs run as one
+    table each in run() -- the tests above then hold the fused plan to LiteRT; int16 ops have
+    no tables to fuse."""
+    interp = Interpreter(load_model(FIXTURES / name))
+    fused = [step for step in interp._run_plan if "fused into" in step.rule]
+    assert len(fused) == chains
+    assert len(interp._run_plan) == len(interp.plan) - chains

@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .feeds import order_inputs
+from .fusion import fuse_table_chains
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
 from .kernels import PreparedOp, prepare_op
 from .model import Model, Operator, Tensor
@@ -85,7 +86,10 @@ class Interpreter:
         self._check_sizes()
         self.plan: list[PreparedOp] = [self._prepare(op) for op in self.graph.operators]
         self._fold_constants()
-        self._dead_after = self._last_uses()
+        # run() without an observer: table ops fused (fusion.py), each intermediate let go after
+        # its last reader
+        self._run_plan = fuse_table_chains(self.plan, self.tensors, set(self.graph.outputs))
+        self._dead_after = self._last_uses(self._run_plan)
         keep_freed_memory()
 
     # -- graph facts -----------------------------------------------------------------------------
@@ -246,30 +250,31 @@ class Interpreter:
 
         Without an observer each intermediate is let go after the last op that reads it, so
         the allocator hands its (cache-warm) memory to the next ops: peak memory is the live
-        working set, not every tensor of the run.
+        working set, not every tensor of the run. Chains of int8 table ops run as one table
+        (fusion.py): same outputs, fewer passes; an observer sees every op unfused.
         """
         if observer is not None:
             values = self.run_all(inputs, observer)
         else:
             values = dict(zip(self.graph.inputs, self.bind_inputs(inputs)))
-            for step, dead in zip(self.plan, self._dead_after):
+            for step, dead in zip(self._run_plan, self._dead_after):
                 outs = self._execute(step, self._arguments(step.ctx.op, values))
                 values.update(zip(step.ctx.op.outputs, outs))
                 for i in dead:
                     del values[i]
         return [values[i] if i in values else self.tensors[i].data for i in self.graph.outputs]
 
-    def _last_uses(self) -> list[list[int]]:
-        """For each step, the computed tensors no later step reads and the graph does not
-        output (an output nobody reads dies right after the step that wrote it)."""
+    def _last_uses(self, plan: list[PreparedOp]) -> list[list[int]]:
+        """For each step of ``plan``, the computed tensors no later step reads and the graph
+        does not output (an output nobody reads dies right after the step that wrote it)."""
         last_use: dict[int, int] = {i: -1 for i in self.graph.inputs}
-        for position, step in enumerate(self.plan):
+        for position, step in enumerate(plan):
             for i in step.ctx.op.outputs:
                 last_use[i] = position
             for i in step.ctx.op.inputs:
                 if i in last_use:
                     last_use[i] = position
-        dead_after: list[list[int]] = [[] for _ in self.plan]
+        dead_after: list[list[int]] = [[] for _ in plan]
         for i, position in last_use.items():
             if i not in self.graph.outputs and position >= 0:
                 dead_after[position].append(i)

@@ -47,6 +47,8 @@ class PreparedOp:
     run: Callable[[Arrays], Arrays]
     params: dict = field(default_factory=dict)
     rule: str = ""  # the TFLite source this kernel mirrors, shown by --trace
+    # int8 ADD/SUB/MUL: the op as a table of all its results (fusion.py composes such tables)
+    pair_table: Int8PairTable | None = None
 
 
 KERNELS: dict[str, Callable[[OpContext], PreparedOp]] = {}

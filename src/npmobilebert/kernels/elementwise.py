@@ -54,7 +54,7 @@ def _prepare_add_sub(ctx: OpContext, activation: str) -> PreparedOp:
         strategy = "fixed-point"        # not delegated: LiteRT's builtin kernel runs it
     rule = ctx.numerics.rule("add_requantize", strategy)
     compute, params = ADD_STRATEGIES[strategy](ctx, activation)
-    return PreparedOp(ctx, _elementwise_runner(compute, a_t), params, rule.source)
+    return _elementwise_op(ctx, compute, params, rule.source)
 
 
 def _add_fixed_point(ctx: OpContext, activation: str):
@@ -119,12 +119,12 @@ def _xnnpack_takes_add(ctx: OpContext) -> bool:
 ADD_STRATEGIES = {"fixed-point": _add_fixed_point, "xnnpack": _add_xnnpack}
 
 
-def _elementwise_runner(compute, input_tensor):
+def _elementwise_op(ctx: OpContext, compute, params: dict, rule: str) -> PreparedOp:
     """int8: a lazily built table of every result (Int8PairTable); int16: compute directly."""
-    if input_tensor.dtype == np.int8:
+    if ctx.inputs[0].dtype == np.int8:
         table = Int8PairTable(compute)
-        return lambda inputs: [table(inputs[0], inputs[1])]
-    return lambda inputs: [compute(inputs[0], inputs[1])]
+        return PreparedOp(ctx, lambda inputs: [table(inputs[0], inputs[1])], params, rule, pair_table=table)
+    return PreparedOp(ctx, lambda inputs: [compute(inputs[0], inputs[1])], params, rule)
 
 
 def _general_int16_scales(*tensors) -> bool:
@@ -152,7 +152,7 @@ def _prepare_mul(ctx: OpContext, activation: str) -> PreparedOp:
 
     params.update({"input1_offset": o1, "input2_offset": o2, "output_offset": out_zp,
                    "activation_min": lo, "activation_max": hi})
-    return PreparedOp(ctx, _elementwise_runner(compute, a_t), params, rule.source)
+    return _elementwise_op(ctx, compute, params, rule.source)
 
 
 def _mul_fixed_point(ctx: OpContext):

@@ -56,17 +56,21 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
     scaled_diff = fp.saturating_rounding_doubling_high_mul(fp.wrap_int32(diffs << left_shift), multiplier)
     exp_table = fp.exp_on_negative_values(scaled_diff, SCALED_DIFF_INTEGER_BITS)            # Q0.31
     sum_table = np.where(in_range, fp.rescale(exp_table, 0, ACCUMULATION_INTEGER_BITS), 0)  # Q12.19
+    sum_table = sum_table.astype(np.int32)          # < 2**19: a narrower gather, summed in int64
     # Below diff_min the reference writes out_min; a zero exp gives exactly that below (the
     # product and its rounding are 0), so one expression covers both branches.
     exp_table = np.where(in_range, exp_table, 0)
 
     def run(inputs):
-        index = inputs[0].astype(np.intp)
-        np.subtract(index.max(axis=-1, keepdims=True), index, out=index)   # [..., depth], 0..255
-        sum_of_exps = fp.wrap_int32(sum_table[index].sum(axis=-1, keepdims=True))
+        x = inputs[0]
+        # max - x is in 0..255: the int8 difference wraps, and read as uint8 it is exact. (np.take:
+        # fancy indexing with a uint8 index is ~3x slower.)
+        index = np.subtract(x.max(axis=-1, keepdims=True), x).view(np.uint8)   # [..., depth]
+        sum_of_exps = fp.wrap_int32(np.take(sum_table, index).sum(axis=-1, keepdims=True, dtype=np.int64))
         shifted_scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = bits_over_unit + 31 - out_bits
-        unsat = fp.high_mul_then_divide_by_pot_nonnegative_into(shifted_scale, exp_table[index], exponent)
+        unsat = fp.high_mul_then_divide_by_pot_nonnegative_into(shifted_scale, np.take(exp_table, index),
+                                                              exponent)
         np.minimum(unsat, out_max - out_min, out=unsat)                  # unsat >= 0
         out = unsat.astype(out_t.dtype)
         out += out.dtype.type(out_min)    # wraps into [out_min, out_max]: the true sum is in range
