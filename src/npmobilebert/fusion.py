@@ -23,9 +23,7 @@ from collections import Counter
 
 import numpy as np
 
-from .kernels.base import Int8PairTable, PreparedOp
-
-INT8_VALUES = np.arange(256, dtype=np.uint8).view(np.int8)   # every int8, in uint8 order
+from .kernels.base import INT8_VALUES, Int8PairTable, PreparedOp
 
 
 def fuse_table_chains(plan: list[PreparedOp], tensors, graph_outputs) -> list[PreparedOp]:
