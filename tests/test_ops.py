@@ -636,6 +636,50 @@ def test_binary_same_input():
         check(Case(opcode, [x, x], [y], opts, [xq]), label=f"case {i}")
 
 
+def _binary_op(rng, opcode: str, a: TensorSpec, a_q, b: TensorSpec, b_q, name: str):
+    """One int8 ADD / SUB / MUL node on (a, b) with an output sized to its real result."""
+    r = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}[opcode](real(a, a_q), real(b, b_q))
+    out = fit_out(rng, name, np.broadcast_shapes(a.shape, b.shape), "int8", r)
+    if opcode in ("ADD", "SUB"):
+        out = _keep_litert_alive(out, 2 * max(a.scale[0], b.scale[0]) / 2 ** 20)
+    options = {"ADD": AddOptionsT, "SUB": SubOptionsT, "MUL": MulOptionsT}[opcode]()
+    # op1's output quantized from its real result: what sizes the next op's output
+    approx_q = np.clip(np.round(r / out.scale[0]) + out.zero_point[0], -128, 127).astype(np.int8)
+    return op(opcode, [a, b], [out], options), out, approx_q
+
+
+# op1 has a constant of this shape on side `const_first`; op2 reads op1's result on side
+# `result_first`, its other operand a per-channel constant or a computed [1, 1, channels] tensor
+TABLE_CHAINS = combos(const_shape=[(), (6,), (1, 1, 6)], const_first=[False, True],
+                      result_first=[False, True], other_const=[False, True])
+
+
+def test_table_chains():
+    """Two int8 table ops in a row, every operand order (fusion.py composes the fusable ones into
+    one table for run()): run() and run_all against LiteRT, and the fusion really happens where
+    it should -- a per-channel constant feeding a computed operand stays two ops."""
+    for i, c in cycle(TABLE_CHAINS):
+        rng = _rng("table-chain", i)
+        opcode1, opcode2 = (str(v) for v in rng.choice(["ADD", "SUB", "MUL"], size=2))
+        x = act_tensor(rng, "x", (2, 3, 6), "int8")
+        x_q = rand_q(rng, x.shape, "int8")
+        const_q = rand_q(rng, c["const_shape"], "int8")
+        const = tensor("c", c["const_shape"], "int8", scale=rand_scale(rng, 1e-2, 1.0),
+                       zero_point=rand_zp(rng, "int8"), data=const_q)
+        pair = [(const, const_q), (x, x_q)] if c["const_first"] else [(x, x_q), (const, const_q)]
+        op1, y, y_q = _binary_op(rng, opcode1, *pair[0], *pair[1], "y")
+        other_q = rand_q(rng, (1, 1, 6), "int8")
+        other = (tensor("u", (1, 1, 6), "int8", scale=rand_scale(rng, 1e-2, 1.0), zero_point=rand_zp(rng, "int8"),
+                        data=other_q) if c["other_const"] else act_tensor(rng, "u", (1, 1, 6), "int8"))
+        pair = [(y, y_q), (other, other_q)] if c["result_first"] else [(other, other_q), (y, y_q)]
+        op2, _, _ = _binary_op(rng, opcode2, *pair[0], *pair[1], "z")
+        arrays = [x_q] + ([] if c["other_const"] else [other_q])
+        case = GraphCase([op1, op2], arrays, f"{opcode1} then {opcode2}, {c}")
+        check(case, label=f"case {i}")
+        fusable = c["other_const"] or c["const_shape"] == ()
+        assert len(_ours(case.blob)._run_plan) == (1 if fusable else 2), case.what
+
+
 # --------------------------------------------------------------------------------------------------
 # RESHAPE / TRANSPOSE / STRIDED_SLICE / GATHER / PAD / CONCATENATION
 
