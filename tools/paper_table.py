@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from npmobilebert.bench import format_results, plot, run_bench  # noqa: E402
-from npmobilebert.fileio import atomic_path, save_json  # noqa: E402
+from npmobilebert.errors import InputError  # noqa: E402
+from npmobilebert.fileio import atomic_path, check_writable, save_json  # noqa: E402
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "16x8")
 ENGINES = ("litert", "litert-builtin", "litert-ref", "tflite-runtime", "numpy", "numpy-trace")
@@ -205,6 +206,11 @@ def main() -> int:
     ap.add_argument("--accuracy", help="polarity.json of tools/ship_polarity.py (accuracy columns)")
     args = ap.parse_args()
     out_dir = Path(args.out_dir)
+    try:                                   # before minutes of measuring, not after them
+        for name in ("bench.json", "bench.png", "benchmarks.md"):
+            check_writable(out_dir / name)
+    except InputError as e:
+        ap.error(str(e))
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
     else:

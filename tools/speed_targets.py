@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from npmobilebert.bench import run_bench  # noqa: E402
-from npmobilebert.fileio import atomic_path, save_json  # noqa: E402
+from npmobilebert.errors import InputError  # noqa: E402
+from npmobilebert.fileio import atomic_path, check_writable, save_json  # noqa: E402
 
 ENGINES = ("litert", "litert-ref", "numpy", "numpy-trace")
 TARGETS = {"numpy_vs_litert": 3.0, "ref_vs_numpy": 5.0, "trace_vs_numpy": 1.3, "open_s": 0.2, "rss_over_file_mb": 150}
@@ -93,6 +94,13 @@ def main(argv=None) -> int:
         if not os.path.isfile(m):
             print(f"error: no such model: {m}", file=sys.stderr)
             return 2
+    try:                                   # before minutes of measuring, not after them
+        for out in (args.json, args.markdown):
+            if out:
+                check_writable(out)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     threads = sorted(set([1] + args.threads))
 
     def progress(row):
