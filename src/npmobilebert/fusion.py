@@ -19,6 +19,7 @@ and verify see every tensor the model declares, from the unfused plan.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 
 import numpy as np
@@ -37,7 +38,8 @@ def fuse_table_chains(plan: list[PreparedOp], tensors, graph_outputs) -> list[Pr
             continue
         for position, between in enumerate(second.ctx.op.inputs):
             k1 = producer.get(between)
-            if (k1 is None or k1 in fused or k1 in absorbed or plan[k1].pair_table is None
+            # (a first op has this one reader, so no other pair can have absorbed it)
+            if (k1 is None or k1 in fused or plan[k1].pair_table is None
                     or readers[between] != 1 or between in graph_outputs):
                 continue
             step = _compose(plan[k1], second, position, tensors)
@@ -76,8 +78,9 @@ def _compose(first: PreparedOp, second: PreparedOp, position: int, tensors) -> P
         c, u = _along_last_axis(constant, channels), _along_last_axis(other, channels)
         if c is None or u is None or np.broadcast_shapes(x_shape, other.shape) != x_shape:
             return None
-        table = _LazyTable(lambda: second_op(first_op(INT8_VALUES[None, :], c[:, None]),
-                                             u[:, None]).reshape(-1))     # [channels * 256]
+        # [channels * 256], built on first use: opening a model stays cheap
+        table = functools.cache(lambda: second_op(first_op(INT8_VALUES[None, :], c[:, None]),
+                                                  u[:, None]).reshape(-1))
         row_starts = np.arange(channels, dtype=np.int32) * 256
 
         def run_channel_table(inputs):
@@ -110,14 +113,3 @@ def _fused_step(first: PreparedOp, second: PreparedOp, inputs: tuple, run) -> Pr
     rule = f"{first.ctx.op.opcode} {first.ctx.op.index} fused into this op's table; {second.rule}"
     return PreparedOp(dataclasses.replace(second.ctx, op=op), run, second.params, rule)
 
-
-class _LazyTable:
-    """A table built on first use: opening a model stays cheap."""
-
-    def __init__(self, build):
-        self.build, self.table = build, None
-
-    def __call__(self) -> np.ndarray:
-        if self.table is None:
-            self.table = self.build()
-        return self.table
