@@ -108,6 +108,13 @@ def test_round_half_away_doubled_is_c_round_then_clamp():
     lo, hi = -128, 127
     expected = [min(max(c_round(float(v)), lo), hi) for v in y]
     np.testing.assert_array_equal(fp.round_half_away_doubled_into(2 * y, lo, hi, np.int16), expected)
+    # a caller's bound below 2**15 takes the int16 path (clamp after the rounding)
+    bound = 2 * float(np.abs(y).max()) + 1
+    for zero_point in (0, -128, 5):
+        expected = [min(max(c_round(float(v)) + zero_point, lo), hi) for v in y]
+        for b in (bound, np.inf):
+            np.testing.assert_array_equal(
+                fp.round_half_away_doubled_into(2 * y, lo, hi, np.int8, zero_point, bound=b), expected)
     big = rng.uniform(-2.0**40, 2.0**40, 2000)
     big = np.concatenate([big, np.floor(big) + 0.5, np.nextafter(np.floor(big) + 0.5, 0)])
     np.testing.assert_array_equal(fp.round_half_away_doubled_into(2 * big, -2**45, 2**45, np.int64),
@@ -123,6 +130,8 @@ def test_float_form_of_multiply_by_quantized_multiplier():
         for zero_point, lo, hi in [(-1, -128, 127), (5, -128, 127), (0, -32768, 32767), (3, -2**40, 2**40)]:
             dtype = np.int8 if hi == 127 else np.int16 if hi == 32767 else np.int64
             expected = [min(max(mbqm_cpp(int(v), multiplier, shift) + zero_point, lo), hi) for v in x]
-            got = fp.multiply_by_quantized_multiplier_float(x.astype(np.float32),    # as a GEMM gives it
-                                                            multiplier, shift, zero_point, lo, hi, dtype)
-            np.testing.assert_array_equal(got, expected)
+            for x_bound in (limit, np.inf):         # (the bound picks the int16 path where it can)
+                got = fp.multiply_by_quantized_multiplier_float(x.astype(np.float32),    # as a GEMM gives it
+                                                                multiplier, shift, zero_point, lo, hi, dtype,
+                                                                x_bound=x_bound)
+                np.testing.assert_array_equal(got, expected)

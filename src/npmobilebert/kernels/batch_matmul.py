@@ -88,7 +88,8 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
 
     def requantize(acc):                                   # exact integers -> output dtype
         if float_form:
-            return multiply_by_quantized_multiplier_float(acc, multiplier, shift, out_zp, lo, hi, out_t.dtype)
+            return multiply_by_quantized_multiplier_float(acc, multiplier, shift, out_zp, lo, hi, out_t.dtype,
+                                                          x_bound=depth * lhs_limit * rhs_limit)
         if strategy == "fp32":
             return clamp_cast(requantize_fp32(acc, fp32_scale) + out_zp, lo, hi, out_t.dtype)
         return clamp_cast(fixed_point(acc.astype(np.int64), multiplier, shift) + out_zp, lo, hi, out_t.dtype)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..fixedpoint import (asymmetric_quantize_floats, multiply_by_quantized_multiplier,
+from ..fixedpoint import (asymmetric_quantize_floats, double_requantizer, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_int64, quantize_multipliers,
-                          requantize_double, symmetric_quantize_floats)
+                          symmetric_quantize_floats)
 from .base import (OpContext, PreparedOp, activation_range, clamp_cast, dtype_limits,
                    float_activation, gemm_float_type, register, scale_of, sequential_float_matmul,
                    transposed_on_first_use, weights_in_scratch, zero_point_of)
@@ -50,23 +50,21 @@ def prepare_fully_connected(ctx: OpContext) -> PreparedOp:
 
 # ----------------------------------------------------------------------------------------------
 # Requantization strategies (numerics.py RULES["fc_requantize"]): (ctx, input scale, weight
-# scales, output scale, output store) -> (acc -> output values, trace params). ``acc`` is the
-# accumulator with the bias, float64 exact integers [batches, units], the strategy's to
-# overwrite; the store is (zero point, activation min, activation max, dtype).
+# scales, output scale, output store, accumulator bound) -> (acc -> output values, trace
+# params). ``acc`` is the accumulator with the bias, float64 exact integers [batches, units],
+# the strategy's to overwrite, |acc| <= the bound; the store is (zero point, activation min,
+# activation max, dtype).
 # ----------------------------------------------------------------------------------------------
 
-def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale, store):
+def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_bound):
     """LiteRT reference (2025): ``(int32) round((double) acc * effective_scale)`` with the
     effective scale double(in) * double(filter) / double(out), in that order
     (FullyConnectedPerChannel with float scales; per-tensor weights the same)."""
     effective_scale = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
-
-    def requantize(acc):
-        return requantize_double(acc, effective_scale, *store)
-    return requantize, {"effective_scale": effective_scale}
+    return double_requantizer(effective_scale, *store, acc_bound), {"effective_scale": effective_scale}
 
 
-def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store):
+def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_bound):
     """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected): per-channel
     QuantizeMultiplier(double(in) * double(filter) / double(out)); per-tensor weights go through
     GetQuantizedConvolutionMultipler, whose scale product is a float32 product. The accumulator
@@ -89,7 +87,7 @@ def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store)
                         "int64_accumulator": wide}
 
 
-def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale, store):
+def _requantize_fp32(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_bound):
     """XNNPACK qs8-qc8w gemm, fp32 requantization: the float32 scale in_scale * filter_scale /
     out_scale per channel (fully-connected-nc.c), (float) acc times it, rounded to nearest-even."""
     scales = (np.float32(x_scale) * w_scales.astype(np.float32) / np.float32(out_scale)).astype(np.float32)
@@ -117,9 +115,6 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     x_offset = -zero_point_of(x_t)
     out_zp = zero_point_of(out_t)
     lo, hi = activation_range(ctx.options.get("fused_activation_function"), out_t)
-    rule = ctx.numerics.rule("fc_requantize")
-    requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t),
-                                                         (out_zp, lo, hi, out_t.dtype))
     weights = w_t.data.reshape(units, depth)                                 # [units, depth] int8
     # sum((x + x_off) * (w + w_off)) = x @ (w + w_off) + x_off * sum(w + w_off): the input offset
     # folds into the bias once
@@ -139,6 +134,9 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     bias_type = gemm_type if gemm_type is np.float64 or sum_bound < 2**24 else np.float64
     folded_bias = folded_bias.astype(bias_type)
     weights_t = transposed_on_first_use(weights)                           # [depth, units]
+    rule = ctx.numerics.rule("fc_requantize")
+    requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t),
+                                                         (out_zp, lo, hi, out_t.dtype), sum_bound)
 
     def run(inputs):
         x = inputs[0]
