@@ -1,14 +1,15 @@
 """Classify texts with a model, and evaluate it on a labelled TSV (``npmobilebert classify | eval``).
 
-Engines: ``numpy`` (our interpreter, one process), ``litert`` (LiteRT with XNNPACK, its default
-delegate; on large inputs a pool of worker processes, one LiteRT interpreter each, so every
-core is used) and ``litert-ref`` (LiteRT's reference kernels: bit-identical to ``numpy``).
+Engines: ``numpy`` (our interpreter), ``litert`` (LiteRT with XNNPACK, its default delegate)
+and ``litert-ref`` (LiteRT's reference kernels: bit-identical to ``numpy``). On large inputs
+each engine runs in a pool of worker processes, one per core, each single-threaded.
 The class probabilities are the softmax of the float logits; an int8/int16 output is
 dequantized first (``scale * (q - zero_point)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import multiprocessing
@@ -25,6 +26,10 @@ _RESOLVER = {"litert": "default", "litert-ref": "ref"}
 # Below this many texts a worker pool costs more (process start, model load) than it saves.
 POOL_MIN_TEXTS = 256
 CHUNK = 32
+# A pool has a worker per core already: each worker's BLAS must not start a thread per core too.
+# (OpenBLAS threads spin while they wait: 2 workers x 2 threads on 2 cores made `eval --engine
+# numpy` several times slower than one process.) Spawned workers read these when NumPy loads.
+_SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -217,13 +222,30 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
     truncated = 0
     # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine)) as pool:
+    with _environment(_SINGLE_THREADED):                 # inherited by the workers it spawns
+        pool = ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine))
+    with pool:
         for start, logits, trunc in pool.imap_unordered(_work, chunks):
             out[start:start + len(logits)] = logits
             truncated += trunc
             if progress:
                 progress(len(logits))
     return Predictions(local.labels, out, truncated, time.perf_counter() - t0, processes)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the duration of the block, then put back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_model_labels(model_path: str, rows: Sequence[LabelledRow], data_path: str) -> list[str]:
