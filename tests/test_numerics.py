@@ -205,3 +205,35 @@ def test_docs_table_names_every_rule():
     for rules in RULES.values():
         for rule in rules.values():
             assert f"| `{rule.name}` | {rule.summary} | {rule.source} |" in text
+
+
+def test_agreement_by_rule_labels_are_the_runtimes(tmp_path):
+    """tools/agreement_by_rule.py: its reference and xnnpack outputs are LiteRT's reference and
+    default resolvers' logits, text by text, bit for bit; a mixed profile's flips are counted
+    against the reference; the TSV reader refuses a file without a text column."""
+    pytest.importorskip("ai_edge_litert")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import agreement_by_rule as tool
+
+    from npmobilebert.classify import output_info, predict, to_logits
+
+    model = str(FIXTURES / "tiny_int8.tflite")
+    words = [w for w in (FIXTURES / "vocab_small.txt").read_text().split() if w.isalpha()]
+    rng = np.random.default_rng(5)
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(2, 14)))) for _ in range(24)]
+    report = tool.attribute(model, texts)
+    _, scale, zero_point = output_info(load_model(model))
+    for profile, engine in (("ref", "litert-ref"), ("xnnpack", "litert")):
+        runtime = predict(model, texts, engine, processes=1)
+        ours = to_logits(report["outputs"][profile], scale, zero_point).reshape(runtime.logits.shape)
+        np.testing.assert_array_equal(ours, runtime.logits)
+        assert report["labels"][profile] == np.argmax(runtime.logits, axis=1).tolist()
+    # the two runtimes differ on these texts, so the comparison above tells the profiles apart
+    assert not np.array_equal(report["outputs"]["ref"], report["outputs"]["xnnpack"])
+    ref = np.array(report["labels"]["ref"])
+    for name, row in report["profiles"].items():
+        assert row["label_flips"] == int((np.array(report["labels"][name]) != ref).sum())
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\tsentence\npositive\tgood\n")
+    with pytest.raises(InputError, match="no 'text' column"):
+        tool.read_texts(str(bad), None)

@@ -29,7 +29,7 @@ CHUNK = 32
 # A pool has a worker per core already: each worker's BLAS must not start a thread per core too.
 # (OpenBLAS threads spin while they wait: 2 workers x 2 threads on 2 cores made `eval --engine
 # numpy` several times slower than one process.) Spawned workers read these when NumPy loads.
-_SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SINGLE_THREADED_BLAS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -222,7 +222,7 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
     truncated = 0
     # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
     ctx = multiprocessing.get_context("spawn")
-    with _environment(_SINGLE_THREADED):                 # inherited by the workers it spawns
+    with environment(SINGLE_THREADED_BLAS):                 # inherited by the workers it spawns
         pool = ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine))
     with pool:
         for start, logits, trunc in pool.imap_unordered(_work, chunks):
@@ -234,7 +234,7 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
+def environment(values: dict[str, str]):
     """Set environment variables for the duration of the block, then put back what was there."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
