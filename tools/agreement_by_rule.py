@@ -50,21 +50,23 @@ def profiles() -> dict[str, Profile]:
     return out
 
 
-def outputs(model_path: str, texts: list[str], profile: Profile) -> np.ndarray:
+def outputs(model_path: str, inputs: list[list[np.ndarray]], profile: Profile) -> np.ndarray:
     """[n_texts, n_outputs] raw model outputs under one profile."""
     engine = _Engine(model_path, "numpy")
     interp = Interpreter(engine.model, numerics=profile)
-    return np.array([interp.run(engine.arrays(t))[engine.pos].reshape(-1) for t in texts])
+    return np.array([interp.run(arrays)[engine.pos].reshape(-1) for arrays in inputs])
 
 
-def _outputs_task(task: tuple[str, list[str], Profile]) -> np.ndarray:
+def _outputs_task(task: tuple[str, list[list[np.ndarray]], Profile]) -> np.ndarray:
     return outputs(*task)
 
 
 def attribute(model_path: str, texts: list[str], processes: int = 1) -> dict:
     """Every profile's label flips and identical logit vectors against the reference."""
     named = profiles()
-    tasks = [(model_path, texts, p) for p in named.values()]
+    engine = _Engine(model_path, "numpy")
+    inputs = [engine.arrays(t) for t in texts]              # tokenized once, for every profile
+    tasks = [(model_path, inputs, p) for p in named.values()]
     if processes > 1:
         with environment(SINGLE_THREADED_BLAS):
             pool = multiprocessing.get_context("spawn").Pool(processes)

@@ -70,6 +70,10 @@ def ratios(rows: list[dict]) -> dict:
     return out
 
 
+def rows_of(results: list[dict], model: str, threads: int) -> list[dict]:
+    return [r for r in results if r["model"] == model and r["threads"] == threads]
+
+
 def merge_rounds(rounds: list[dict]) -> dict:
     """Several run_bench results of the same sequence -> one, each (model, engine, threads) row
     holding the median over the rounds of its p50 / p90 / p99 and open time, the largest peak
@@ -83,8 +87,11 @@ def merge_rounds(rounds: list[dict]) -> dict:
         key = (row["model"], row["engine"], row["threads"])
         same = [r for rnd in rounds for r in rnd["results"]
                 if (r["model"], r["engine"], r["threads"]) == key and r.get("status") == "ok"]
-        if row.get("status") != "ok" or len(same) < len(rounds):
-            results.append({**row, "status": row.get("status") if row.get("status") != "ok" else "failed in a round"})
+        if row.get("status") != "ok":
+            results.append(row)
+            continue
+        if len(same) < len(rounds):
+            results.append({**row, "status": "failed in a round"})
             continue
         out = dict(row)
         for field in ("p50_ms", "p90_ms", "p99_ms", "open_s"):
@@ -150,9 +157,6 @@ def main(argv=None) -> int:
         rounds.append(run_bench(args.models, list(ENGINES), threads, runs=args.runs, warmup=args.warmup,
                                 progress=progress))
     data = merge_rounds(rounds)
-    def rows_of(results, model, t):
-        return [r for r in results if r["model"] == model and r["threads"] == t]
-
     summary = []
     for model in dict.fromkeys(r["model"] for r in data["results"]):
         for t in threads:
