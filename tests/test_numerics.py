@@ -237,3 +237,31 @@ def test_agreement_by_rule_labels_are_the_runtimes(tmp_path):
     bad.write_text("label\tsentence\npositive\tgood\n")
     with pytest.raises(InputError, match="no 'text' column"):
         tool.read_texts(str(bad), None)
+
+
+def test_element_mismatches_are_where_the_runtimes_first_differ():
+    """tools/agreement_by_rule.py --elements: at the first op where LiteRT's reference and default
+    resolvers differ (its inputs still identical in both), the tool counts exactly the output
+    elements the two runtimes differ in; at every op before it, none."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import agreement_by_rule as tool
+
+    from npmobilebert.runtime import LiteRTRunner
+
+    path = str(FIXTURES / "tiny_int8.tflite")
+    model = load_model(path)
+    ref, default = LiteRTRunner(path, resolver="ref"), LiteRTRunner(path, resolver="default")
+    first_differences = []
+    for arrays in _random_inputs(model, 6, seed=11):
+        a, b = ref.run_all(arrays), default.run_all(arrays)
+        counts = tool.element_mismatches(path, [arrays])
+        for i, op in enumerate(model.operators):
+            differ = sum(int(np.count_nonzero(a[t] != b[t])) for t in op.outputs)
+            assert counts[i][1] == differ, f"op {i} {op.opcode}"
+            if differ:
+                first_differences.append(op.opcode)
+                break
+    assert first_differences, "the runtimes never differed: the comparison above proves nothing"
+    kinds = tool.mismatches_by_kind(path, tool.element_mismatches(path, _random_inputs(model, 2, seed=11)))
+    assert sum(row["elements"] for row in kinds.values()) > 0 and "MUL per-channel" in kinds

@@ -11,9 +11,13 @@ docs/numerics.md) and, for every rule step, two mixed profiles:
 and prints, for each, how many labels differ from the reference's and how many logit vectors are
 identical. Labels are the argmax of the raw outputs (what `classify` reports).
 
+With ``--elements N`` it also runs the first N texts through the reference once more and, at
+every op, the XNNPACK rule on the very same inputs: the output elements each op type computes
+differently by itself (what a label flip starts from), not inherited from earlier ops.
+
     python tools/split_replab.py --out-dir /tmp/replab          # the dev split, outside the repo
     python tools/agreement_by_rule.py models/mobilebert_int8.tflite /tmp/replab/dev.tsv \\
-        --json docs/agreement_by_rule.json
+        --json docs/agreement_by_rule.json --elements 200
 
 One worker process per core, one profile each: ~30 s per profile for 3,682 tweets on the shipped
 model (6 layers, seq 64).
@@ -85,6 +89,44 @@ def attribute(model_path: str, texts: list[str], processes: int = 1) -> dict:
             "outputs": by_name}
 
 
+def op_kind(interp: Interpreter, op) -> str:
+    """The op's type; a MUL says whether one operand is a per-channel constant (NoNorm's gamma)."""
+    if op.opcode != "MUL":
+        return op.opcode
+    per_channel = any(i >= 0 and interp.tensors[i].is_constant and interp.tensors[i].size > 1 for i in op.inputs)
+    return "MUL per-channel" if per_channel else "MUL scalar"
+
+
+def element_mismatches(model_path: str, inputs: list[list[np.ndarray]]) -> dict[int, list[int]]:
+    """Per op: [output elements, elements XNNPACK's rule computes differently from the
+    reference's] when both get the reference's inputs (the op's own share of the divergence,
+    not what it inherits from earlier ops), summed over the inputs."""
+    engine = _Engine(model_path, "numpy")
+    ref = Interpreter(engine.model, numerics=LITERT_REF)
+    xnn = Interpreter(engine.model, numerics=XNNPACK)
+    counts = {i: [0, 0] for i in range(len(ref.plan))}
+    position = {id(step): i for i, step in enumerate(ref.plan)}
+
+    def observe(step, args, outs):
+        i = position[id(step)]
+        theirs = xnn.plan[i].run(args)
+        counts[i][0] += sum(o.size for o in outs)
+        counts[i][1] += sum(int(np.count_nonzero(a != b)) for a, b in zip(outs, theirs))
+    for arrays in inputs:
+        ref.run_all(arrays, observe)
+    return counts
+
+
+def mismatches_by_kind(model_path: str, counts: dict[int, list[int]]) -> dict[str, dict]:
+    interp = Interpreter(_Engine(model_path, "numpy").model)
+    kinds: dict[str, list[int]] = {}
+    for i, (total, differ) in counts.items():
+        row = kinds.setdefault(op_kind(interp, interp.plan[i].ctx.op), [0, 0])
+        row[0] += total
+        row[1] += differ
+    return {kind: {"elements": total, "differ": differ} for kind, (total, differ) in sorted(kinds.items())}
+
+
 def read_texts(path: str, limit: int | None) -> list[str]:
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -101,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", default=None, help="write the counts (not the per-text results) here")
+    ap.add_argument("--elements", type=int, default=0, metavar="N",
+                    help="also count, on the first N texts, the output elements each op type computes "
+                         "differently under XNNPACK's rule given the reference's inputs")
     args = ap.parse_args(argv)
     try:
         if args.json:
@@ -115,6 +160,15 @@ def main(argv=None) -> int:
     for name, row in report["profiles"].items():
         print(f"  {name:<30} {row['label_flips']:5d} flips ({100 * (1 - row['label_flips'] / n):6.2f}% agree), "
               f"{row['identical_outputs']:5d} identical outputs")
+    if args.elements:
+        engine = _Engine(args.model, "numpy")
+        counts = element_mismatches(args.model, [engine.arrays(t) for t in texts[: args.elements]])
+        report["element_mismatches"] = {"texts": min(args.elements, n),
+                                        "by_op_type": mismatches_by_kind(args.model, counts)}
+        print(f"output elements computed differently, reference inputs, first {args.elements} texts:")
+        for kind, row in report["element_mismatches"]["by_op_type"].items():
+            print(f"  {kind:<30} {row['differ']:9d} of {row['elements']:11d} "
+                  f"({100 * row['differ'] / max(row['elements'], 1):.4f}%)")
     if args.json:
         save_json(args.json, {k: v for k, v in report.items() if k not in ("labels", "outputs")})
     return 0

