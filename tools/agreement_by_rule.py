@@ -89,11 +89,11 @@ def attribute(model_path: str, texts: list[str], processes: int = 1) -> dict:
             "outputs": by_name}
 
 
-def op_kind(interp: Interpreter, op) -> str:
+def op_kind(model, op) -> str:
     """The op's type; a MUL says whether one operand is a per-channel constant (NoNorm's gamma)."""
     if op.opcode != "MUL":
         return op.opcode
-    per_channel = any(i >= 0 and interp.tensors[i].is_constant and interp.tensors[i].size > 1 for i in op.inputs)
+    per_channel = any(i >= 0 and model.tensors[i].is_constant and model.tensors[i].size > 1 for i in op.inputs)
     return "MUL per-channel" if per_channel else "MUL scalar"
 
 
@@ -118,10 +118,10 @@ def element_mismatches(model_path: str, inputs: list[list[np.ndarray]]) -> dict[
 
 
 def mismatches_by_kind(model_path: str, counts: dict[int, list[int]]) -> dict[str, dict]:
-    interp = Interpreter(_Engine(model_path, "numpy").model)
+    model = _Engine(model_path, "numpy").model
     kinds: dict[str, list[int]] = {}
     for i, (total, differ) in counts.items():
-        row = kinds.setdefault(op_kind(interp, interp.plan[i].ctx.op), [0, 0])
+        row = kinds.setdefault(op_kind(model, model.operators[i]), [0, 0])
         row[0] += total
         row[1] += differ
     return {kind: {"elements": total, "differ": differ} for kind, (total, differ) in sorted(kinds.items())}
