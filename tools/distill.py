@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     # the unlabeled tweets. A copy's teacher logits come from the teacher running alongside.
     n_train, n_copies = len(train_set), args.augment * len(train_set)
     pool_ids = train_set.ids + [None] * n_copies + unlabeled.ids
-    pool_teacher = torch.from_numpy(np.concatenate([teacher["train"], np.full((n_copies, 3), np.nan, np.float32),
+    pool_teacher = torch.from_numpy(np.concatenate([teacher["train"], np.zeros((n_copies, 3), np.float32),
                                                     teacher["unlabeled"][: len(unlabeled)]]))
     pool_gold = torch.from_numpy(np.concatenate([train_set.labels, np.full(n_copies + len(unlabeled), -1)]))
     print(f"pool: {n_train} labelled + {n_copies} word-replaced copies + {len(unlabeled)} unlabeled tweets; "
@@ -227,12 +227,12 @@ def main(argv=None) -> int:
         ids, mask = pad_for_student([item_ids(i) for i in idx], cfg.seq_len)
         states = student.hidden_states(ids, mask)
         teacher_logits = pool_teacher[idx]
-        if teacher_model is not None:
+        copies = torch.from_numpy((idx >= n_train) & (idx < n_train + n_copies))
+        if hidden is not None or copies.any():
             # bfloat16 (AMX) halves the teacher's forward time; targets to 3 significant digits
             # are far finer than the student's error on them.
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 out = teacher_model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden is not None)
-            copies = torch.isnan(teacher_logits[:, 0])
             teacher_logits[copies] = out.logits[copies].float()
         loss = distillation_loss(student.classify(states[-1]), teacher_logits, pool_gold[idx], args.temperature)
         if hidden is not None:
