@@ -82,6 +82,13 @@ class MobileBertConfig:
     # keys at -20 is < 3e-5, while the SOFTMAX input step stays ~0.2.
     # -10000 stays selectable (``mask_value=-10000.0``) to reproduce the collapse.
     mask_value: float = -20.0
+    # Whether the NoNorms that follow a residual ADD (the embeddings' and, in every layer, the
+    # attention output's, each FFN's and the output bottleneck's) learn a per-channel scale, as
+    # Google's MobileBERT does. False: they only shift (x + beta), so the int8 model has no
+    # per-channel MUL on its residual streams -- the op LiteRT's reference and XNNPACK round
+    # differently (docs/agreement_by_rule.json). fold_norms.py turns a trained scaled model into
+    # an equal unscaled one.
+    residual_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.intra_bottleneck % self.num_heads:
@@ -104,19 +111,28 @@ class MobileBertConfig:
 
 @keras.saving.register_keras_serializable(package="npmobilebert")
 class NoNorm(keras.layers.Layer):
-    """MobileBERT's replacement for LayerNorm: elementwise ``x * gamma + beta``.
+    """MobileBERT's replacement for LayerNorm: elementwise ``x * gamma + beta``
+    (``scale=False``: ``x + beta``, no gamma weight).
 
     No mean/variance — that is what makes MobileBERT cheap on device, and also why
     nothing re-normalises the residual stream (see ``init_trained_like``).
     """
 
+    def __init__(self, scale: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
     def build(self, input_shape):
         d = input_shape[-1]
-        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer="ones")
+        if self.scale:
+            self.gamma = self.add_weight(name="gamma", shape=(d,), initializer="ones")
         self.beta = self.add_weight(name="beta", shape=(d,), initializer="zeros")
 
     def call(self, x):
-        return x * self.gamma + self.beta
+        return (x * self.gamma if self.scale else x) + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="npmobilebert")
@@ -295,7 +311,7 @@ def embeddings(cfg: MobileBertConfig, input_ids, token_type_ids):
     x = PositionAndTypeEmbedding(cfg.max_position, cfg.type_vocab_size, name="pos_type")(
         [x, token_type_ids]
     )
-    return NoNorm(name="embeddings_norm")(x)
+    return NoNorm(cfg.residual_scale, name="embeddings_norm")(x)
 
 
 def bottleneck(cfg, h, p):
@@ -323,7 +339,7 @@ def self_attention(cfg, shared, h, layer_input, mask_add, p):
     ctx = AttentionContext(cfg.num_heads, name=f"{p}_attn_context")([probs, v])  # [seq, B]
     out = _dense(cfg.intra_bottleneck, f"{p}_attn_output_dense")(ctx)  # [seq, B] -> [seq, B]
     out = keras.layers.Add(name=f"{p}_attn_residual")([out, layer_input])
-    return NoNorm(name=f"{p}_attn_output_norm")(out)
+    return NoNorm(cfg.residual_scale, name=f"{p}_attn_output_norm")(out)
 
 
 def ffn(cfg, x, p):
@@ -333,7 +349,7 @@ def ffn(cfg, x, p):
     )  # [seq, B] -> [seq, I]
     out = _dense(cfg.intra_bottleneck, f"{p}_output_dense")(inner)  # [seq, I] -> [seq, B]
     out = keras.layers.Add(name=f"{p}_residual")([out, x])
-    return NoNorm(name=f"{p}_norm")(out)
+    return NoNorm(cfg.residual_scale, name=f"{p}_norm")(out)
 
 
 def mobilebert_layer(cfg, h, mask_add, i):
@@ -349,7 +365,7 @@ def mobilebert_layer(cfg, h, mask_add, i):
     # ... and the output bottleneck (HF OutputBottleneck) back to the residual width.
     out = _dense(cfg.hidden, f"{p}_out_bneck_dense")(y)  # [seq, B] -> [seq, H]
     out = keras.layers.Add(name=f"{p}_out_bneck_residual")([out, h])
-    return NoNorm(name=f"{p}_out_bneck_norm")(out)
+    return NoNorm(cfg.residual_scale, name=f"{p}_out_bneck_norm")(out)
 
 
 def build_model(cfg: MobileBertConfig) -> keras.Model:
@@ -425,10 +441,10 @@ def init_trained_like(model: keras.Model, seed: int = 0) -> None:
             typ = rng.normal(0.0, 0.3, layer.token_type_embeddings.shape)
             layer.set_weights([pos.astype(np.float32), typ.astype(np.float32)])
         elif isinstance(layer, NoNorm):
-            d = layer.gamma.shape[0]
+            d = layer.beta.shape[0]
             gamma = rng.normal(0.95, 0.15, d)
             beta = rng.normal(0.0, 0.1, d)
-            layer.set_weights([gamma.astype(np.float32), beta.astype(np.float32)])
+            layer.set_weights([gamma.astype(np.float32), beta.astype(np.float32)][not layer.scale:])
         elif isinstance(layer, keras.layers.Dense):
             fan_in, fan_out = layer.kernel.shape
             gain = _GAINS[_role(layer.name)]

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -61,6 +61,7 @@ from build_mobilebert import (  # noqa: E402
     MobileBertConfig,
     build_trained_like,
 )
+from fold_norms import fold_residual_scales  # noqa: E402
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int8-per-tensor", "16x8")
 METADATA_NAME = "npmobilebert"
@@ -424,9 +425,11 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         seed: int = 0, vocab: list[str] | None = None, labels: list[str] | None = None,
         calib_n: int = 100, calib_ids: str | None = None, keras_model: str | None = None,
         show: bool = True, log=sys.stderr, suffix: str = "",
-        extra: dict | None = None) -> dict[str, dict]:
+        extra: dict | None = None, fold_residual: bool = False) -> dict[str, dict]:
     """Build (or load) the model, convert to each scheme, pack, write, verify.
-    ``extra``: more entries for the metadata JSON (e.g. training provenance)."""
+    ``extra``: more entries for the metadata JSON (e.g. training provenance).
+    ``fold_residual``: first fold the residual NoNorms' scales into the dense layers
+    (fold_norms.py; the same function, no per-channel MUL left on the residual streams)."""
     vocab = vocab or synthetic_vocab(cfg.vocab_size)
     if len(vocab) != cfg.vocab_size:
         raise ValueError(f"vocab has {len(vocab)} entries, config says {cfg.vocab_size}")
@@ -440,8 +443,11 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         model = keras.saving.load_model(keras_model, custom_objects=CUSTOM_OBJECTS)
     else:
         model = build_trained_like(cfg, seed)
-    needs_calib = any(s in ("int8", "int8-per-tensor", "16x8") for s in schemes)
+    needs_calib = fold_residual or any(s in ("int8", "int8-per-tensor", "16x8") for s in schemes)
     calib = calibration_samples(cfg, calib_n, seed + 1, calib_ids) if needs_calib else None
+    if fold_residual:
+        model = fold_residual_scales(model, cfg, calib)
+        cfg = replace(cfg, residual_scale=False)
 
     results = {}
     converted = convert_schemes(model, cfg, schemes, calib)
@@ -478,7 +484,11 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-n", type=int, default=100, help="random calibration samples")
     ap.add_argument("--calib-ids", help="calibration token ids: one space-separated list a line")
     ap.add_argument("--quiet", action="store_true", help="don't print op histograms")
+    ap.add_argument("--fold-residual-scales", action="store_true",
+                    help="fold the residual NoNorms' scales into the dense layers first (fold_norms.py)")
     for f in fields(MobileBertConfig):
+        if f.type in (bool, "bool"):
+            continue   # residual_scale: a trained model's; --fold-residual-scales removes it
         flag = {"num_layers": "layers", "num_heads": "heads"}.get(f.name, f.name)
         ap.add_argument("--" + flag.replace("_", "-"), dest=flag, type=type(getattr(d, f.name)),
                         default=getattr(d, f.name))
@@ -493,7 +503,7 @@ def main(argv=None) -> int:
     schemes = list(SCHEMES) if a.schemes == "all" else a.schemes.split(",")
     run(config_from_args(a), schemes, a.out_dir, a.name, seed=a.seed, vocab=vocab,
         labels=labels, calib_n=a.calib_n, calib_ids=a.calib_ids, keras_model=a.keras_model,
-        show=not a.quiet, suffix=a.suffix)
+        show=not a.quiet, suffix=a.suffix, fold_residual=a.fold_residual_scales)
     return 0
 
 

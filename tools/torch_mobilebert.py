@@ -48,7 +48,7 @@ class TorchMobileBert(nn.Module):
         self._dense("embedding_transformation", 3 * E, H)
         self._add("pos_type", [("position_embeddings", (cfg.max_position, H)),
                                ("token_type_embeddings", (cfg.type_vocab_size, H))])
-        self._norm("embeddings_norm", H)
+        self._norm("embeddings_norm", H, cfg.residual_scale)
         for i in range(cfg.num_layers):
             p = f"layer_{i}"
             for part in ("bneck_input", "bneck_attn"):
@@ -58,13 +58,13 @@ class TorchMobileBert(nn.Module):
             self._dense(f"{p}_key", B, B)
             self._dense(f"{p}_value", H, B)
             self._dense(f"{p}_attn_output_dense", B, B)
-            self._norm(f"{p}_attn_output_norm", B)
+            self._norm(f"{p}_attn_output_norm", B, cfg.residual_scale)
             for j in range(cfg.num_ffn):
                 self._dense(f"{p}_ffn_{j}_intermediate", B, I)
                 self._dense(f"{p}_ffn_{j}_output_dense", I, B)
-                self._norm(f"{p}_ffn_{j}_norm", B)
+                self._norm(f"{p}_ffn_{j}_norm", B, cfg.residual_scale)
             self._dense(f"{p}_out_bneck_dense", B, H)
-            self._norm(f"{p}_out_bneck_norm", H)
+            self._norm(f"{p}_out_bneck_norm", H, cfg.residual_scale)
         self._dense("logits", H, cfg.num_labels)
 
     # -- parameters, keyed "<keras layer>__<weight>" in Keras' order and layout
@@ -76,8 +76,8 @@ class TorchMobileBert(nn.Module):
     def _dense(self, layer: str, fan_in: int, fan_out: int) -> None:
         self._add(layer, [("kernel", (fan_in, fan_out)), ("bias", (fan_out,))])
 
-    def _norm(self, layer: str, d: int) -> None:
-        self._add(layer, [("gamma", (d,)), ("beta", (d,))])
+    def _norm(self, layer: str, d: int, scale: bool = True) -> None:
+        self._add(layer, [("gamma", (d,)), ("beta", (d,))][not scale:])
 
     def w(self, layer: str, name: str) -> torch.Tensor:
         return self.p[_sep(f"{layer}/{name}")]
@@ -86,7 +86,9 @@ class TorchMobileBert(nn.Module):
         return x @ self.w(layer, "kernel") + self.w(layer, "bias")
 
     def norm(self, layer: str, x: torch.Tensor) -> torch.Tensor:
-        return x * self.w(layer, "gamma") + self.w(layer, "beta")   # NoNorm
+        if self._shapes[layer][0][0] == "gamma":
+            x = x * self.w(layer, "gamma")
+        return x + self.w(layer, "beta")                              # NoNorm
 
     # -- the graph of build_mobilebert.build_model, batched
     def embeddings(self, ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -99,25 +101,26 @@ class TorchMobileBert(nn.Module):
               + self.w("pos_type", "token_type_embeddings")[token_type_ids]
         return self.norm("embeddings_norm", x)
 
-    def attention(self, p: str, shared, h, mask_add) -> torch.Tensor:
+    def attention(self, p: str, shared, h, mask_add, qkv: list | None = None) -> torch.Tensor:
         b, s, _ = h.shape
         heads, hd = self.cfg.num_heads, self.cfg.head_dim
 
         def split(x):   # [b, s, B] -> [b, heads, s, hd]
             return x.view(b, s, heads, hd).transpose(1, 2)
 
-        q = split(self.dense(f"{p}_query", shared))
-        k = split(self.dense(f"{p}_key", shared))
-        v = split(self.dense(f"{p}_value", h))
+        projections = [self.dense(f"{p}_query", shared), self.dense(f"{p}_key", shared), self.dense(f"{p}_value", h)]
+        if qkv is not None:
+            qkv.append(projections)                                   # 3 x [b, s, B]
+        q, k, v = map(split, projections)
         scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd)) + mask_add  # [b, heads, s, s]
         ctx = torch.softmax(scores, -1) @ v                           # [b, heads, s, hd]
         return ctx.transpose(1, 2).reshape(b, s, heads * hd)          # [b, s, B]
 
-    def layer(self, i: int, h, mask_add) -> torch.Tensor:
+    def layer(self, i: int, h, mask_add, qkv: list | None = None) -> torch.Tensor:
         p = f"layer_{i}"
         layer_input = self.norm(f"{p}_bneck_input_norm", self.dense(f"{p}_bneck_input_dense", h))
         shared = self.norm(f"{p}_bneck_attn_norm", self.dense(f"{p}_bneck_attn_dense", h))
-        ctx = self.attention(p, shared, h, mask_add)
+        ctx = self.attention(p, shared, h, mask_add, qkv)
         x = self.norm(f"{p}_attn_output_norm", self.dense(f"{p}_attn_output_dense", ctx) + layer_input)
         for j in range(self.cfg.num_ffn):
             f = f"{p}_ffn_{j}"
@@ -126,14 +129,16 @@ class TorchMobileBert(nn.Module):
         out = self.dense(f"{p}_out_bneck_dense", x) + h
         return self.norm(f"{p}_out_bneck_norm", out)
 
-    def hidden_states(self, input_ids, attention_mask, token_type_ids=None) -> list[torch.Tensor]:
-        """[b, s] ids, mask (1 real / 0 pad) -> [embeddings, layer 1, ..., layer L], each [b, s, H]."""
+    def hidden_states(self, input_ids, attention_mask, token_type_ids=None,
+                      qkv: list | None = None) -> list[torch.Tensor]:
+        """[b, s] ids, mask (1 real / 0 pad) -> [embeddings, layer 1, ..., layer L], each [b, s, H].
+        With a list ``qkv``, each layer appends its [query, key, value] projections ([b, s, B])."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask_add = ((1.0 - attention_mask.float()) * self.cfg.mask_value)[:, None, None, :]
         states = [self.embeddings(input_ids, token_type_ids)]
         for i in range(self.cfg.num_layers):
-            states.append(self.layer(i, states[-1], mask_add))
+            states.append(self.layer(i, states[-1], mask_add, qkv))
         return states
 
     def classify(self, last_state: torch.Tensor) -> torch.Tensor:

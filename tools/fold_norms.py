@@ -1,0 +1,138 @@
+"""Fold the per-channel scales of MobileBERT's residual-stream NoNorms into its dense layers.
+
+Why: in a full-integer model each NoNorm after a residual ADD is an int8 MUL by a per-channel
+constant, and LiteRT's reference MUL rounds twice (a Q31 high multiply, then a rounding shift)
+where XNNPACK rounds the float32 product once: ~1 product in 256 differs by one step, the largest
+source of label disagreement between the two runtimes (docs/agreement_by_rule.json). The
+converter folds a NoNorm into an adjacent FULLY_CONNECTED, but not one on a residual stream: its
+input is an ADD, and its output is both read by dense layers and added to further down.
+
+How (exact in real arithmetic): carry each residual stream in per-channel coordinates instead of
+multiplying it. Where the model computes ``y = gamma * z + beta`` with ``z = dense(...) + y_prev``,
+the folded model keeps ``r = y / D`` with ``D = gamma * D_prev``:
+
+    r = (dense(...) / D_prev + r_prev) + beta / D          (a shift-only NoNorm, no MUL)
+
+so every dense layer writing into the stream has its output columns divided by the stream's
+coordinate there, every dense layer reading it has its input rows multiplied by it, and the
+embeddings (a dense layer plus two tables) absorb their own NoNorm's gamma. Two streams exist:
+the 512-wide one between layers (from the embeddings to the classifier) and, in each layer, the
+128-wide one inside (from the input bottleneck to the output bottleneck).
+
+Each stream's starting coordinate is free, and it decides what per-tensor int8 sees: ``D`` grows
+by a product of gammas along the stream, so a poor start leaves some channels' values tiny next to
+others. The start chosen here makes every channel's range, divided by its coordinate, 1 in
+geometric mean over the stream's tensors (measured on calibration inputs): channels quantize with
+steps in proportion to their own range, not the widest channel's.
+
+    model = fold_residual_scales(keras_model, cfg, calibration_samples)   # residual_scale=False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from build_mobilebert import MobileBertConfig, build_model
+
+
+def _stream_layers(cfg: MobileBertConfig) -> tuple[list[tuple[str, str | None]], list[list[tuple[str, str | None]]]]:
+    """The NoNorms along each residual stream, in order, each with the ADD feeding it (None where
+    the ADD is inside the layer before, as in the embeddings; or where a dense layer feeds it)."""
+    outer = [("embeddings_norm", None)] + [(f"layer_{i}_out_bneck_norm", f"layer_{i}_out_bneck_residual")
+                                           for i in range(cfg.num_layers)]
+    inner = [[(f"layer_{i}_bneck_input_norm", None), (f"layer_{i}_attn_output_norm", f"layer_{i}_attn_residual")]
+             + [(f"layer_{i}_ffn_{j}_norm", f"layer_{i}_ffn_{j}_residual") for j in range(cfg.num_ffn)]
+             for i in range(cfg.num_layers)]
+    return outer, inner
+
+
+def channel_ranges(model: keras.Model, names: list[str], samples: list[dict]) -> dict[str, np.ndarray]:
+    """Per-channel max |value| of the named layers' outputs over the samples' real tokens."""
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    ranges = {n: 0.0 for n in names}
+    for sample in samples:
+        real = sample["attention_mask"][0].astype(bool)
+        for n, out in zip(names, probe(sample)):
+            ranges[n] = np.maximum(ranges[n], np.abs(np.asarray(out)[0, real]).max(0))
+    return ranges
+
+
+def stream_coordinates(gammas: list[np.ndarray], ranges: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+    """One stream: its NoNorms' gammas in order and, for each, the ranges of its output and of
+    the ADD before it (None: no ADD). -> the coordinate D of each NoNorm's output.
+
+    With start 1, D_k is the running product of the gammas; the ADD before NoNorm k is carried in
+    D_{k-1}. The start c divides every D; it is the per-channel geometric mean of range / D over
+    the stream's tensors, so that each channel's carried values span ~1."""
+    cumulative = np.cumprod(np.stack(gammas).astype(np.float64), axis=0)           # [k, d]
+    if not np.all(cumulative):
+        raise ValueError("a NoNorm gamma is 0: that channel's stream cannot be carried unscaled")
+    size = np.abs(cumulative)
+    carried = []
+    for k, (out_range, add_range) in enumerate(ranges):
+        carried.append(out_range / size[k])
+        if add_range is not None:
+            carried.append(add_range / size[k - 1])
+    carried = np.stack(carried)                                                     # [tensors, d]
+    floor = carried.max() * 1e-6                                                   # dead channels
+    start = np.exp(np.log(np.maximum(carried, floor)).mean(0))                     # [d]
+    return [c * start for c in cumulative]
+
+
+def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: list[dict]) -> keras.Model:
+    """A ``residual_scale=False`` model computing the same function as ``model`` (see the module
+    docstring); ``samples`` (calibration inputs) choose each stream's starting coordinate."""
+    if not cfg.residual_scale:
+        raise ValueError("the model's residual NoNorms have no scale to fold")
+    w = {layer.name: [np.asarray(x, np.float64) for x in layer.get_weights()] for layer in model.layers
+         if layer.get_weights()}
+    outer, inner = _stream_layers(cfg)
+    names = [n for stream in [outer, *inner] for pair in stream for n in pair if n is not None]
+    ranges = channel_ranges(model, names, samples)
+
+    def coordinates(stream):
+        return stream_coordinates([w[norm][0] for norm, _ in stream],
+                                  [(ranges[norm], add and ranges[add]) for norm, add in stream])
+
+    def reads(dense: str, d: np.ndarray) -> None:      # input rows: the stream's true values are d * r
+        w[dense][0] *= d[:, None]
+
+    def writes(dense: str, d: np.ndarray) -> None:     # output columns: into a stream carried in d
+        w[dense][0] /= d
+        w[dense][1] /= d
+
+    def shift_only(norm: str, d: np.ndarray) -> None:  # gamma * z + beta -> carried z + beta / d
+        w[norm] = [w[norm][1] / d]
+
+    # -- the stream between layers: embeddings -> layer outputs -> classifier
+    outer_d = coordinates(outer)
+    emb = w["embeddings_norm"][0] / outer_d[0]         # the embeddings absorb their own gamma
+    w["embedding_transformation"] = [w["embedding_transformation"][0] * emb, w["embedding_transformation"][1] * emb]
+    w["pos_type"] = [table * emb for table in w["pos_type"]]
+    shift_only("embeddings_norm", outer_d[0])
+    for i, inner_stream in enumerate(inner):
+        p, d_in, d_out = f"layer_{i}", outer_d[i], outer_d[i + 1]
+        for dense in ("bneck_input_dense", "bneck_attn_dense", "value"):
+            reads(f"{p}_{dense}", d_in)
+        writes(f"{p}_out_bneck_dense", d_in)
+        shift_only(f"{p}_out_bneck_norm", d_out)
+        # -- the stream inside layer i: input bottleneck -> attention output -> FFNs -> output bottleneck
+        inner_d = coordinates(inner_stream)
+        w[f"{p}_bneck_input_norm"] = [x / inner_d[0] for x in w[f"{p}_bneck_input_norm"]]  # keeps its scale
+        writes(f"{p}_attn_output_dense", inner_d[0])
+        shift_only(f"{p}_attn_output_norm", inner_d[1])
+        for j in range(cfg.num_ffn):
+            reads(f"{p}_ffn_{j}_intermediate", inner_d[j + 1])
+            writes(f"{p}_ffn_{j}_output_dense", inner_d[j + 1])
+            shift_only(f"{p}_ffn_{j}_norm", inner_d[j + 2])
+        reads(f"{p}_out_bneck_dense", inner_d[-1])
+    reads("logits", outer_d[-1])
+
+    folded = build_model(dataclasses.replace(cfg, residual_scale=False))
+    for layer in folded.layers:
+        if layer.name in w:
+            layer.set_weights([x.astype(np.float32) for x in w[layer.name]])
+    return folded
