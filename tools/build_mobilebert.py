@@ -86,7 +86,7 @@ class MobileBertConfig:
     # attention output's, each FFN's and the output bottleneck's) learn a per-channel scale, as
     # Google's MobileBERT does. False: they only shift (x + beta), so the int8 model has no
     # per-channel MUL on its residual streams -- the op LiteRT's reference and XNNPACK round
-    # differently (docs/agreement_by_rule.json). fold_norms.py turns a trained scaled model into
+    # differently (docs/agreement_by_rule_unfolded.json). fold_norms.py turns a trained scaled model into
     # an equal unscaled one.
     residual_scale: bool = True
 

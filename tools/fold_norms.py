@@ -3,7 +3,7 @@
 Why: in a full-integer model each NoNorm after a residual ADD is an int8 MUL by a per-channel
 constant, and LiteRT's reference MUL rounds twice (a Q31 high multiply, then a rounding shift)
 where XNNPACK rounds the float32 product once: ~1 product in 256 differs by one step, the largest
-source of label disagreement between the two runtimes (docs/agreement_by_rule.json). The
+source of label disagreement between the two runtimes (docs/agreement_by_rule_unfolded.json). The
 converter folds a NoNorm into an adjacent FULLY_CONNECTED, but not one on a residual stream: its
 input is an ADD, and its output is both read by dense layers and added to further down.
 

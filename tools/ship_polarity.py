@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-dir", type=Path, default=data.CACHE / "teacher")
     ap.add_argument("--calib-n", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schemes", default=",".join(SCHEMES),
+                    help="comma-separated subset of the schemes to convert and evaluate (float32, dynamic and int8 always)")
     ap.add_argument("--keep-residual-scales", action="store_true",
                     help="convert the residual NoNorms' per-channel MULs as trained instead of folding them "
                          "into the dense layers first (fold_norms.py)")
@@ -89,7 +91,8 @@ def main(argv=None) -> int:
                               "data": distillation_data(student["recipe"]),
                               "recipe": "tools/train_polarity.py", "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
-    converted = convert.run(cfg, list(SCHEMES), str(out_dir), "mobilebert",
+    schemes = [s for s in SCHEMES if s in set(args.schemes.split(",")) | set(SHIPPED) | {"float32"}]
+    converted = convert.run(cfg, schemes, str(out_dir), "mobilebert",
                             seed=args.seed, vocab=convert.read_lines(data.vocab_path()),
                             labels=list(data.LABELS), calib_ids=str(calib),
                             keras_model=str(args.student_dir / "student.keras"), show=False,
