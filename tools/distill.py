@@ -116,18 +116,23 @@ def distillation_loss(student_logits, teacher_logits, gold, temperature: float):
     return kd
 
 
+def layer_pairs(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student layer j, teacher layer j * L_t / L_s) wherever that is a whole number, layers
+    counted from 1: the uniform mapping (all 6 for a 6-layer student, every 4th of 24)."""
+    return [(j, j * teacher_layers // student_layers) for j in range(1, student_layers + 1)
+            if (j * teacher_layers) % student_layers == 0]
+
+
 class HiddenStateDistillation(torch.nn.Module):
     """TinyBERT's intermediate-layer loss (Jiao et al. 2020): student hidden states regress onto
     the teacher's through learned linear maps [H_student -> H_teacher]. Embedding outputs pair
-    with embedding outputs; student layer j pairs with teacher layer j * L_t / L_s where that is
-    a whole number (the uniform mapping: all 6 for a 6-layer student, every 4th of 24). Each
-    pair's squared error over real tokens is divided by the teacher state's mean square, so every
-    layer counts the same whatever its scale."""
+    with embedding outputs, layers as ``layer_pairs``. Each pair's squared error over real tokens
+    is divided by the teacher state's mean square, so every layer counts the same whatever its
+    scale."""
 
     def __init__(self, student_layers: int, teacher_layers: int, student_width: int, teacher_width: int):
         super().__init__()
-        self.pairs = [(0, 0)] + [(j, j * teacher_layers // student_layers) for j in range(1, student_layers + 1)
-                                 if (j * teacher_layers) % student_layers == 0]
+        self.pairs = [(0, 0)] + layer_pairs(student_layers, teacher_layers)
         self.maps = torch.nn.ModuleList(torch.nn.Linear(student_width, teacher_width) for _ in self.pairs)
 
     def forward(self, student_states, teacher_states, mask) -> torch.Tensor:
@@ -156,12 +161,11 @@ class AttentionRelationDistillation:
     student's 4 attention heads of 32 and the teacher's 12 of 32 need not match) and softmaxed
     over keys; the student's rows learn the teacher's by KL over the real query tokens. It tells
     the student *where* each token looks, which a student from a random init must otherwise
-    discover from 3 logits and the hidden states alone. Layers pair as HiddenStateDistillation's."""
+    discover from 3 logits and the hidden states alone. Layers pair as ``layer_pairs``."""
 
     def __init__(self, student_layers: int, teacher_layers: int, heads: int):
         self.heads = heads
-        self.pairs = [(j, j * teacher_layers // student_layers) for j in range(1, student_layers + 1)
-                      if (j * teacher_layers) % student_layers == 0]
+        self.pairs = layer_pairs(student_layers, teacher_layers)
 
     def __call__(self, student_qkv, teacher_qkv, mask) -> torch.Tensor:
         """student: per layer 3 x [b, s, B]; teacher: {(layer, q|k|v): [b, s, H_teacher]}; mask [b, s]
