@@ -61,6 +61,7 @@ from build_mobilebert import (  # noqa: E402
     MobileBertConfig,
     build_trained_like,
 )
+from builtin_batch_matmul import keep_batch_matmuls_builtin  # noqa: E402
 from fold_norms import fold_residual_scales  # noqa: E402
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int8-per-tensor", "16x8")
@@ -425,11 +426,14 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         seed: int = 0, vocab: list[str] | None = None, labels: list[str] | None = None,
         calib_n: int = 100, calib_ids: str | None = None, keras_model: str | None = None,
         show: bool = True, log=sys.stderr, suffix: str = "",
-        extra: dict | None = None, fold_residual: bool = False) -> dict[str, dict]:
+        extra: dict | None = None, fold_residual: bool = False,
+        builtin_batch_matmul: bool = False) -> dict[str, dict]:
     """Build (or load) the model, convert to each scheme, pack, write, verify.
     ``extra``: more entries for the metadata JSON (e.g. training provenance).
     ``fold_residual``: first fold the residual NoNorms' scales into the dense layers
-    (fold_norms.py; the same function, no per-channel MUL left on the residual streams)."""
+    (fold_norms.py; the same function, no per-channel MUL left on the residual streams).
+    ``builtin_batch_matmul``: requantize any int8 BATCH_MATMUL rhs off zero point 0, so that
+    none runs in XNNPACK (builtin_batch_matmul.py; the metadata lists the tensors changed)."""
     vocab = vocab or synthetic_vocab(cfg.vocab_size)
     if len(vocab) != cfg.vocab_size:
         raise ValueError(f"vocab has {len(vocab)} entries, config says {cfg.vocab_size}")
@@ -452,8 +456,12 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
     results = {}
     converted = convert_schemes(model, cfg, schemes, calib)
     for scheme, (flat, secs) in converted.items():
-        data = pack(flat, vocab=vocab, labels=labels, scheme=scheme, cfg=cfg,
-                    extra={"seed": seed, **(extra or {})})
+        notes = {"seed": seed, **(extra or {})}
+        if builtin_batch_matmul:
+            flat, requantized = keep_batch_matmuls_builtin(flat)
+            if requantized:
+                notes["batch_matmul_rhs_requantized"] = requantized
+        data = pack(flat, vocab=vocab, labels=labels, scheme=scheme, cfg=cfg, extra=notes)
         path = Path(out_dir) / f"{name}_{scheme}{suffix}.tflite"
         write_atomic(path, data)
         verify(path)
@@ -486,6 +494,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="don't print op histograms")
     ap.add_argument("--fold-residual-scales", action="store_true",
                     help="fold the residual NoNorms' scales into the dense layers first (fold_norms.py)")
+    ap.add_argument("--builtin-batch-matmul", action="store_true",
+                    help="requantize int8 BATCH_MATMUL rhs tensors off zero point 0 so XNNPACK takes none "
+                         "(builtin_batch_matmul.py)")
     for f in fields(MobileBertConfig):
         if f.type in (bool, "bool"):
             continue   # residual_scale: a trained model's; --fold-residual-scales removes it
@@ -503,7 +514,8 @@ def main(argv=None) -> int:
     schemes = list(SCHEMES) if a.schemes == "all" else a.schemes.split(",")
     run(config_from_args(a), schemes, a.out_dir, a.name, seed=a.seed, vocab=vocab,
         labels=labels, calib_n=a.calib_n, calib_ids=a.calib_ids, keras_model=a.keras_model,
-        show=not a.quiet, suffix=a.suffix, fold_residual=a.fold_residual_scales)
+        show=not a.quiet, suffix=a.suffix, fold_residual=a.fold_residual_scales,
+        builtin_batch_matmul=a.builtin_batch_matmul)
     return 0
 
 

@@ -77,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-residual-scales", action="store_true",
                     help="convert the residual NoNorms' per-channel MULs as trained instead of folding them "
                          "into the dense layers first (fold_norms.py)")
+    ap.add_argument("--allow-xnnpack-batch-matmul", action="store_true",
+                    help="leave int8 BATCH_MATMULs whose rhs zero point is 0 as calibrated: XNNPACK then "
+                         "takes them, with float32 requantization (builtin_batch_matmul.py)")
     ap.add_argument("--install", action="store_true", help="copy the int8 and dynamic models to models/")
     ap.add_argument("--no-docs", action="store_true", help="don't write docs/polarity.json")
     args = ap.parse_args(argv)
@@ -96,7 +99,8 @@ def main(argv=None) -> int:
                             seed=args.seed, vocab=convert.read_lines(data.vocab_path()),
                             labels=list(data.LABELS), calib_ids=str(calib),
                             keras_model=str(args.student_dir / "student.keras"), show=False,
-                            extra=provenance, fold_residual=not args.keep_residual_scales)
+                            extra=provenance, fold_residual=not args.keep_residual_scales,
+                            builtin_batch_matmul=not args.allow_xnnpack_batch_matmul)
 
     sets = {"replab_dev": str(SPLIT_DIR / "dev.tsv"), "tweeteval_val": str(data.TWEETEVAL)}
     results: dict = {"config": cfg.to_dict(), "student_training": {k: student[k] for k in ("steps", "recipe", "params")},
