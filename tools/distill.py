@@ -31,6 +31,12 @@ Measured (float macro-F1, RepLab dev / TweetEval; 2 vCPUs):
 More RepLab-like text did not close the gap to the teacher on unseen brands (0.561); learning
 where the teacher's tokens look did, on RepLab (+3.1 points), not on TweetEval.
 
+With several ``--teacher-dir`` the student learns from an ensemble of fine-tuning seeds: the
+mean of their stored logits (the word-replaced copies are labelled by all of them on the fly);
+hidden states and attention relations come from the first. Teachers, macro-F1 dev / TweetEval:
+seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, their mean 0.562 / 0.535 -- the seeds differ by
+3.5 points on TweetEval, which the student inherits (metrics.json records the teacher it had).
+
 After training, -log(train class prior) is added to the classifier bias: the same balanced
 decision rule the teacher is evaluated with (trainlib.prior_correction).
 
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -214,12 +221,27 @@ def load_earlier_run(work: Path, student: TorchMobileBert, hidden: HiddenStateDi
     return earlier["step"]
 
 
+def teacher_summary(teacher_dirs: list[Path], train_labels: np.ndarray, prior_tau: float) -> dict:
+    """What the student learned from, scored like it: the (mean) teacher logits on dev and
+    TweetEval with the same decision rule; size and parameters of all its members together."""
+    members = [json.loads((Path(d) / "metrics.json").read_text()) for d in teacher_dirs]
+    correction = trainlib.prior_correction(train_labels, prior_tau)
+    out = {"dirs": [str(d) for d in teacher_dirs], "params": sum(m["params"] for m in members),
+           "float32_mb": sum(m["float32_mb"] for m in members)}
+    for name, items in (("dev", data.replab_split()[1]), ("tweeteval", data.tweeteval())):
+        out[name] = trainlib.report(trainlib.ensemble_logits(teacher_dirs, name) + correction, items)
+    return out
+
+
 def main(argv=None) -> int:
     d = MobileBertConfig()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="default ~/.cache/npmobilebert/train/student_L<layers>")
-    ap.add_argument("--teacher-dir", type=Path, default=data.CACHE / "teacher")
+    ap.add_argument("--teacher-dir", type=Path, action="append",
+                    help="a finished train_teacher.py run (default ~/.cache/npmobilebert/train/teacher); "
+                         "repeat for an ensemble: the logits are averaged, hidden states and attention "
+                         "relations come from the first")
     ap.add_argument("--layers", type=int, default=d.num_layers)
     ap.add_argument("--epochs", type=float, default=1.0, help="passes over train + unlabeled")
     ap.add_argument("--batch", type=int, default=32)
@@ -243,6 +265,7 @@ def main(argv=None) -> int:
                          "(augment.py; 0: none)")
     ap.add_argument("--augment-rate", type=float, default=0.3, help="share of whole words a copy replaces")
     args = ap.parse_args(argv)
+    args.teacher_dir = args.teacher_dir or [data.CACHE / "teacher"]
     trainlib.seed_everything(args.seed)
     trainlib.configure_cpu(args.threads)
     work = args.work_dir or data.CACHE / f"student_L{args.layers}"
@@ -252,7 +275,7 @@ def main(argv=None) -> int:
     # -- data: labelled train + unlabeled tweets, each with the teacher's logits
     train_set, dev_set = data.replab_split()
     unlabeled = data.unlabeled(args.unlabeled_limit)
-    teacher = {name: np.load(args.teacher_dir / f"logits_{name}.npy") for name in ("train", "unlabeled")}
+    teacher = {name: trainlib.ensemble_logits(args.teacher_dir, name) for name in ("train", "unlabeled")}
     # The pool's items: the labelled tweets, then --augment copies of each (made when drawn, from
     # a generator seeded by the item's index: the same copy on every pass and after resuming), then
     # the unlabeled tweets. A copy's teacher logits come from the teacher running alongside.
@@ -278,7 +301,10 @@ def main(argv=None) -> int:
     student = init_student(cfg, args.seed)
     trained, teacher_model, hidden = student, None, None
     if args.hidden_weight > 0 or args.relation_weight > 0 or n_copies:
-        teacher_model = load_finetuned(args.teacher_dir)
+        teacher_model = load_finetuned(args.teacher_dir[0])
+    # The other teachers of an ensemble only label the word-replaced copies (their stored logits
+    # cover the rest).
+    other_teachers = [load_finetuned(d) for d in args.teacher_dir[1:]] if n_copies else []
     relations, teacher_qkv = None, None
     if args.relation_weight > 0:
         relations = AttentionRelationDistillation(cfg.num_layers, teacher_model.config.num_hidden_layers,
@@ -307,7 +333,11 @@ def main(argv=None) -> int:
             # are far finer than the student's error on them.
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 out = teacher_model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden is not None)
-            teacher_logits[copies] = out.logits[copies].float()
+                copy_logits = out.logits[copies].float()
+                if copies.any():
+                    for other in other_teachers:
+                        copy_logits += other(input_ids=ids[copies], attention_mask=mask[copies]).logits.float()
+            teacher_logits[copies] = copy_logits / (1 + len(other_teachers))
         loss = distillation_loss(student.classify(states[-1]), teacher_logits, pool_gold[idx], args.temperature)
         if hidden is not None:
             loss = loss + args.hidden_weight * hidden(states, out.hidden_states, mask)
@@ -332,13 +362,15 @@ def main(argv=None) -> int:
         return student(ids, torch.nn.functional.pad(attention_mask, (0, 1))[:, : cfg.seq_len])
 
     metrics = {"config": cfg.to_dict(), "steps": steps_before + steps, "prior_correction": correction.tolist(), "recipe": vars(args) | {
-        "work_dir": str(work), "teacher_dir": str(args.teacher_dir),
+        "work_dir": str(work), "teacher_dir": [str(d) for d in args.teacher_dir],
         "init_from": args.init_from and str(args.init_from)},
         "train_seconds_this_run": round(train_s, 1),
         "params": sum(p.numel() for p in student.parameters())}
+    metrics["teacher"] = teacher_summary(args.teacher_dir, train_set.labels, args.prior_tau)
     for name, items in (("dev", dev_set), ("tweeteval", data.tweeteval())):
         metrics[name] = trainlib.report(trainlib.predict_logits(forward, items), items)
-        print(f"  {name}: macro-F1 {metrics[name]['macro_f1']:.4f}  accuracy {metrics[name]['accuracy']:.4f}")
+        print(f"  {name}: macro-F1 {metrics[name]['macro_f1']:.4f}  accuracy {metrics[name]['accuracy']:.4f}"
+              f"  (teacher {metrics['teacher'][name]['macro_f1']:.4f})")
     keras_model, gap = to_keras(student, dev_set.ids[:8])
     metrics["keras_vs_torch_max_relative_gap"] = gap
     keras_model.save(work / "student.keras")

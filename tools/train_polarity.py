@@ -8,7 +8,8 @@ directory under ~/.cache/npmobilebert/train/ to redo it). Seeds are fixed.
 
 Stages and their outputs:
   1. split_replab.py     ~/.cache/npmobilebert/replab2013/{train,dev}.tsv (the committed dev entities)
-  2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics)
+  2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics);
+                         with --teachers N also teacher_s1/ ... teacher_s<N-1>/ (seeds 1 ...)
   3. distill.py          .../train/student_L<layers>/ (the MobileBERT student: one stage from the
                          init, learning the teacher's logits, hidden states and attention relations
                          on the labelled tweets, 5 word-replaced copies of each and 100,000
@@ -39,17 +40,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=6, help="student layers (24 = Google's full config)")
     ap.add_argument("--epochs", type=float, default=2.0, help="the student's passes over its tweets")
+    ap.add_argument("--teachers", type=int, default=1,
+                    help="fine-tune this many teachers (seeds 0, 1, ...) and distil from their mean logits")
     ap.add_argument("--install", action="store_true", help="put the int8 and dynamic models in models/")
     args = ap.parse_args(argv)
     try:
         stage("split_replab.py")
-        if not (CACHE / "teacher" / "metrics.json").exists():
-            stage("train_teacher.py")
-        student = CACHE / f"student_L{args.layers}"
+        teachers = [CACHE / ("teacher" if seed == 0 else f"teacher_s{seed}") for seed in range(args.teachers)]
+        for seed, teacher in enumerate(teachers):
+            if not (teacher / "metrics.json").exists():
+                stage("train_teacher.py", "--seed", str(seed), "--work-dir", str(teacher))
+        student = CACHE / (f"student_L{args.layers}" + (f"_t{args.teachers}" if args.teachers > 1 else ""))
         if not (student / "student.keras").exists():
             stage("distill.py", "--layers", str(args.layers), "--epochs", str(args.epochs),
                   "--hidden-weight", "1", "--relation-weight", "1", "--augment", "5",
-                  "--unlabeled-limit", "100000", "--work-dir", str(student))
+                  "--unlabeled-limit", "100000", "--work-dir", str(student),
+                  *(arg for teacher in teachers for arg in ("--teacher-dir", str(teacher))))
         stage("ship_polarity.py", "--student-dir", str(student), *(["--install"] if args.install else []))
     except subprocess.CalledProcessError as e:
         print(f"error: stage {Path(e.cmd[1]).name} failed (exit {e.returncode}); rerun to resume",

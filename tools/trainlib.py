@@ -126,6 +126,12 @@ def prior_correction(train_labels: np.ndarray, tau: float = 1.0) -> np.ndarray:
     return (-tau * np.log(prior)).astype(np.float32)
 
 
+def ensemble_logits(teacher_dirs: list[Path], name: str) -> np.ndarray:
+    """The mean of the teachers' stored logits on one set (train_teacher.py's logits_<name>.npy):
+    an ensemble of fine-tuning seeds, one teacher when one directory. -> float32 [n, labels]"""
+    return np.mean([np.load(Path(d) / f"logits_{name}.npy") for d in teacher_dirs], axis=0, dtype=np.float32)
+
+
 def report(logits: np.ndarray, data: TokenSet) -> dict:
     predicted = [LABELS[k] for k in logits.argmax(1)]
     gold = [LABELS[k] for k in data.labels]
