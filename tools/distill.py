@@ -221,14 +221,15 @@ def load_earlier_run(work: Path, student: TorchMobileBert, hidden: HiddenStateDi
     return earlier["step"]
 
 
-def teacher_summary(teacher_dirs: list[Path], train_labels: np.ndarray, prior_tau: float) -> dict:
+def teacher_summary(teacher_dirs: list[Path], train_labels: np.ndarray, prior_tau: float,
+                    eval_sets: dict[str, data.TokenSet]) -> dict:
     """What the student learned from, scored like it: the (mean) teacher logits on dev and
     TweetEval with the same decision rule; size and parameters of all its members together."""
     members = [json.loads((Path(d) / "metrics.json").read_text()) for d in teacher_dirs]
     correction = trainlib.prior_correction(train_labels, prior_tau)
     out = {"dirs": [str(d) for d in teacher_dirs], "params": sum(m["params"] for m in members),
            "float32_mb": sum(m["float32_mb"] for m in members)}
-    for name, items in (("dev", data.replab_split()[1]), ("tweeteval", data.tweeteval())):
+    for name, items in eval_sets.items():
         out[name] = trainlib.report(trainlib.ensemble_logits(teacher_dirs, name) + correction, items)
     return out
 
@@ -366,8 +367,9 @@ def main(argv=None) -> int:
         "init_from": args.init_from and str(args.init_from)},
         "train_seconds_this_run": round(train_s, 1),
         "params": sum(p.numel() for p in student.parameters())}
-    metrics["teacher"] = teacher_summary(args.teacher_dir, train_set.labels, args.prior_tau)
-    for name, items in (("dev", dev_set), ("tweeteval", data.tweeteval())):
+    eval_sets = {"dev": dev_set, "tweeteval": data.tweeteval()}
+    metrics["teacher"] = teacher_summary(args.teacher_dir, train_set.labels, args.prior_tau, eval_sets)
+    for name, items in eval_sets.items():
         metrics[name] = trainlib.report(trainlib.predict_logits(forward, items), items)
         print(f"  {name}: macro-F1 {metrics[name]['macro_f1']:.4f}  accuracy {metrics[name]['accuracy']:.4f}"
               f"  (teacher {metrics['teacher'][name]['macro_f1']:.4f})")
