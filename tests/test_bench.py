@@ -52,10 +52,35 @@ def test_bench_json_schema(tmp_path):
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_rounds_report_each_cells_median_round(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "bench", "-m", TINY, "--engine", "numpy",
+                        "--engine", "litert", "--runs", "3", "--warmup", "1", "--rounds", "3", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["settings"]["rounds"] == 3
+    assert [row["engine"] for row in data["results"]] == ["numpy", "litert"]      # one row per cell
+    for row in data["results"]:
+        assert row["status"] == "ok" and len(row["rounds_p50_ms"]) == 3
+        assert row["p50_ms"] == sorted(row["rounds_p50_ms"])[1]
+
+
 def test_bench_rejects_unknown_engine():
     r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "bench", "-m", TINY, "--engine", "tpu"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown engine" in r.stderr
+
+
+def test_bench_plot_without_matplotlib_fails_before_measuring(tmp_path):
+    # matplotlib made unimportable (None in sys.modules), as on an install without the [plot] extra
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.argv[0] = 'npmobilebert'; "
+            "from npmobilebert.cli import entry; entry()")
+    r = subprocess.run([sys.executable, "-c", code, "bench", "-m", TINY, "--engine", "numpy", "--runs", "500",
+                        "--json", str(out), "--plot", str(plot)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "[plot]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists() and not plot.exists()         # nothing measured, nothing written
 
 
 def test_bert_large_is_counted_from_its_config():

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from npmobilebert.bench import format_results, plot, run_bench  # noqa: E402
 from npmobilebert.errors import InputError  # noqa: E402
-from npmobilebert.fileio import atomic_path, check_writable, save_json  # noqa: E402
+from npmobilebert.fileio import atomic_path, check_writable, pyplot, save_json  # noqa: E402
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "16x8")
 ENGINES = ("litert", "litert-builtin", "litert-ref", "tflite-runtime", "numpy", "numpy-trace")
@@ -122,6 +122,8 @@ def markdown(data: dict, labels: dict[str, str]) -> str:
                + f"; {m.get('date')}.  \n"
                f"**Method:** `npmobilebert bench` (`tools/paper_table.py`): each model x engine in a fresh "
                f"process, {s['warmup']} warm-up runs, then {s['runs']} timed runs per input set, "
+               + (f"the whole grid measured {s['rounds']} times one round after the other and each cell "
+                  "reported from its median round (a shared host's speed can drift within seconds), " if s.get("rounds", 1) > 1 else "") +
                f"{t0} thread{'s' if t0 > 1 else ''}; time per tweet = set inputs + invoke + read outputs, "
                "taken inside the process. Input sets: tweet lengths "
                f"({first[models[0]].get('inputs')}; mean {first[models[0]].get('mean_tokens') or 0:.1f} "
@@ -200,15 +202,20 @@ def main() -> int:
     ap.add_argument("--threads", default="1")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="measure the whole grid this many times; each cell reports its median round")
     ap.add_argument("--runtime-python", help="a Python with tflite_runtime")
     ap.add_argument("--out-dir", default="docs")
     ap.add_argument("--from-json", help="re-render from this bench.json instead of measuring")
     ap.add_argument("--accuracy", help="polarity.json of tools/ship_polarity.py (accuracy columns)")
     args = ap.parse_args()
     out_dir = Path(args.out_dir)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     try:                                   # before minutes of measuring, not after them
         for name in ("bench.json", "bench.png", "benchmarks.md"):
             check_writable(out_dir / name)
+        pyplot()                           # the chart needs matplotlib (the [plot] extra)
     except InputError as e:
         ap.error(str(e))
     if args.from_json:
@@ -227,7 +234,7 @@ def main() -> int:
         if args.file:
             from npmobilebert.cli import read_texts
             texts = read_texts(args.file)
-        total = len(models) * len(args.engines.split(",")) * len(args.threads.split(","))
+        total = len(models) * len(args.engines.split(",")) * len(args.threads.split(",")) * args.rounds
         done = [0]
 
         def progress(row):
@@ -238,7 +245,7 @@ def main() -> int:
                   file=sys.stderr, flush=True)
 
         data = run_bench(models, args.engines.split(","), [int(t) for t in args.threads.split(",")],
-                         runs=args.runs, warmup=args.warmup, texts=texts,
+                         runs=args.runs, warmup=args.warmup, texts=texts, rounds=args.rounds,
                          tflite_runtime_python=args.runtime_python, progress=progress)
         for r in data["results"]:          # no local paths in the committed JSON
             r["layers"] = model_layers(r["model_path"])

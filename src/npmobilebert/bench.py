@@ -150,8 +150,13 @@ def run_worker(spec: dict, workdir: str, python: str | None = None, timeout_s: f
 
 def run_bench(models: list[str], engines: list[str], threads: list[int], runs: int = 20,
               warmup: int = 3, seq: int | None = None, texts: list[str] | None = None, seed: int = 0,
-              batch: int = 8, tflite_runtime_python: str | None = None, progress=None) -> dict:
-    """Measure every model x engine x threads; {"machine": ..., "results": [...]}."""
+              batch: int = 8, tflite_runtime_python: str | None = None, progress=None,
+              rounds: int = 1) -> dict:
+    """Measure every model x engine x threads; {"machine": ..., "results": [...]}.
+
+    ``rounds`` > 1 measures the whole grid that many times, one round after the other, and reports
+    each cell's median round (by p50; its p50 list in ``rounds_p50_ms``): on a shared host whose
+    speed drifts over seconds, a cell measured in one window only can land in a slow or fast one."""
     from .info import model_info
     from .model import load_model
 
@@ -171,39 +176,55 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
     names = [os.path.basename(m) for m in models]
     names = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(m))), n) if names.count(n) > 1 else n
              for m, n in zip(models, names)]           # two models of one name: dir/name
-    results = []
+    cells: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="npmobilebert_bench_") as tmp:
+        prepared = []
         for mi, model_path in enumerate(models):
             model = load_model(model_path)
             info = model_info(model)
             del model
             inputs_path = os.path.join(tmp, f"inputs{mi}.npz")
-            sets = make_input_sets(model_path, runs, seq, texts, seed, inputs_path)
-            for engine in engines:
-                for t in threads:
-                    row = {"model": names[mi], "model_path": str(model_path),
-                           "engine": engine, "threads": t,
-                           "model_bytes": os.path.getsize(model_path),
-                           "parameters": info["parameters"]["count"],
-                           "scheme": (info.get("quantization") or {}).get("scheme"), **sets}
-                    if engine == "tflite-runtime" and trt_python is None:
-                        row.update(status="not supported", reason=trt_reason)
-                    else:
-                        spec = {"engine": engine, "model": os.path.abspath(model_path), "threads": t,
-                                "warmup": warmup, "runs": runs, "inputs": inputs_path, "batch": batch,
-                                "src": SRC_DIR}
-                        python = trt_python if engine == "tflite-runtime" else None
-                        # not realpath: a venv's python is a symlink to the base interpreter
-                        if python is not None and os.path.abspath(python) == os.path.abspath(sys.executable):
-                            python = None
-                        measured = run_worker(spec, tmp, python)
-                        row.update({k: v for k, v in measured.items() if k != "engine"})
-                    results.append(row)
-                    if progress is not None:
-                        progress(row)
+            prepared.append((info, inputs_path, make_input_sets(model_path, runs, seq, texts, seed, inputs_path)))
+
+        def measure(mi: int, engine: str, t: int) -> dict:
+            info, inputs_path, sets = prepared[mi]
+            row = {"model": names[mi], "model_path": str(models[mi]), "engine": engine, "threads": t,
+                   "model_bytes": os.path.getsize(models[mi]), "parameters": info["parameters"]["count"],
+                   "scheme": (info.get("quantization") or {}).get("scheme"), **sets}
+            if engine == "tflite-runtime" and trt_python is None:
+                return dict(row, status="not supported", reason=trt_reason)
+            spec = {"engine": engine, "model": os.path.abspath(models[mi]), "threads": t, "warmup": warmup,
+                    "runs": runs, "inputs": inputs_path, "batch": batch, "src": SRC_DIR}
+            python = trt_python if engine == "tflite-runtime" else None
+            # not realpath: a venv's python is a symlink to the base interpreter
+            if python is not None and os.path.abspath(python) == os.path.abspath(sys.executable):
+                python = None
+            measured = run_worker(spec, tmp, python)
+            return dict(row, **{k: v for k, v in measured.items() if k != "engine"})
+
+        for _ in range(rounds):
+            for mi in range(len(models)):
+                for engine in engines:
+                    for t in threads:
+                        row = measure(mi, engine, t)
+                        cells.setdefault((mi, engine, t), []).append(row)
+                        if progress is not None:
+                            progress(row)
+    results = [_median_round(rows) for rows in cells.values()]
     return {"machine": machine_info(trt_python), "settings": {
-        "runs": runs, "warmup": warmup, "seq": seq, "seed": seed, "batch": batch,
+        "runs": runs, "warmup": warmup, "rounds": rounds, "seq": seq, "seed": seed, "batch": batch,
         "inputs": "texts" if texts else "random lengths"}, "results": results}
+
+
+def _median_round(rows: list[dict]) -> dict:
+    """One cell's rounds -> the round whose p50 is the median (a failed round wins: it is news)."""
+    if len(rows) == 1:
+        return rows[0]
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if failed:
+        return failed[0]
+    ordered = sorted(rows, key=lambda r: r["p50_ms"])
+    return dict(ordered[(len(ordered) - 1) // 2], rounds_p50_ms=[r["p50_ms"] for r in rows])
 
 
 def format_results(data: dict) -> str:
@@ -225,13 +246,9 @@ def format_results(data: dict) -> str:
 def plot(data: dict, path: str, title: str | None = None) -> None:
     """Two panels: median latency per tweet (log scale, p90 whisker) and peak RSS, per model,
     one colour per engine (needs matplotlib: the [plot] extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("--plot needs matplotlib: pip install 'npmobilebert[plot]'") from None
-    from .fileio import atomic_path
+    from .fileio import atomic_path, pyplot
+
+    plt = pyplot()
 
     ok = [r for r in data["results"] if r.get("status") == "ok"]
     if not ok:

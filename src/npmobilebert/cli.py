@@ -335,6 +335,9 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
               help="Length of the padded input set (default: the model's sequence length).")
 @click.option("--runs", type=click.IntRange(1, None), default=20, show_default=True,
               help="Timed runs per input set.")
+@click.option("--rounds", type=click.IntRange(1, None), default=1, show_default=True,
+              help="Measure the whole grid this many times and report each cell's median round "
+              "(a shared host's speed drifts).")
 @click.option("--warmup", type=click.IntRange(0, None), default=3, show_default=True)
 @click.option("--file", "texts_file", type=click.Path(dir_okay=False, exists=True),
               help="Tweets for the real-length set: a TSV with a 'text' column, or one a line "
@@ -348,7 +351,7 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Draw a PNG chart (needs matplotlib: the [plot] extra).")
-def bench(models, engines, threads, seq, runs, warmup, texts_file, batch, seed, runtime_python,
+def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch, seed, runtime_python,
           json_path, plot_path):
     """Latency (p50/p90/p99), throughput, open time and peak memory per model x engine x threads.
 
@@ -356,11 +359,13 @@ def bench(models, engines, threads, seq, runs, warmup, texts_file, batch, seed, 
     by side and memory peaks do not mix. See bench.py.
     """
     from .bench import ENGINES, format_results, plot, run_bench
-    from .fileio import check_writable, save_json
+    from .fileio import check_writable, pyplot, save_json
 
     for path in (json_path, plot_path):
         if path:
             check_writable(path)
+    if plot_path:
+        pyplot()                        # before minutes of measuring, not after them
     engines = list(engines) or ["litert", "litert-ref", "numpy"]
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -368,10 +373,10 @@ def bench(models, engines, threads, seq, runs, warmup, texts_file, batch, seed, 
     models = [str(m) for m in models] or [str(default_model_path())]
     threads = list(threads) or [1]
     texts = read_texts(texts_file) if texts_file else None
-    total = len(models) * len(engines) * len(threads)
+    total = len(models) * len(engines) * len(threads) * rounds
     with click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
                            item_show_func=lambda r: r and f"{r['model']} {r['engine']} x{r['threads']}") as bar:
-        data = run_bench(models, engines, threads, runs=runs, warmup=warmup, seq=seq, texts=texts,
+        data = run_bench(models, engines, threads, runs=runs, warmup=warmup, seq=seq, texts=texts, rounds=rounds,
                          seed=seed, batch=batch, tflite_runtime_python=runtime_python,
                          progress=lambda row: bar.update(1, row))
     click.echo(format_results(data))
@@ -503,7 +508,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
                         json_path, plot_path, numerics):
     """Per-layer error of a quantized model against a float model of the same network: SQNR,
     cosine similarity, max and mean |error| per matched tensor."""
-    from .fileio import check_writable, save_json
+    from .fileio import check_writable, pyplot, save_json
     from .inputs import InputMaker
     from .interpreter import Interpreter
     from .layer_error import format_report, layer_error, plot_report
@@ -512,6 +517,8 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     for path in (json_path, plot_path):
         if path:
             check_writable(path)
+    if plot_path:
+        pyplot()
     quant, floating = _load(model_path), load_model(float_path)
     q_interp, f_interp = Interpreter(quant, numerics=numerics), Interpreter(floating)
     q_maker, f_maker = InputMaker(quant), InputMaker(floating)

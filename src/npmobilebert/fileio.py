@@ -14,6 +14,18 @@ import numpy as np
 from .errors import InputError
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or a one-line error naming the extra.
+    Called before a long run that ends in a chart, as well as to draw it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'npmobilebert[plot]'") from None
+    return plt
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail early -- before a long run -- when ``path`` cannot be written.
 

@@ -222,13 +222,9 @@ def format_report(report: LayerErrorReport, all_tensors: bool = False) -> str:
 
 def plot_report(report: LayerErrorReport, path: str, title: str | None = None) -> None:
     """SQNR and cosine similarity per op, in graph order, one colour per op type."""
-    try:
-        import matplotlib
-    except ImportError:
-        from .errors import InputError
-        raise InputError("--plot needs matplotlib: pip install 'npmobilebert[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .fileio import pyplot
+
+    plt = pyplot()
 
     rows = [m for m in report.compute_matches() if not math.isinf(m.sqnr_db)]
     kinds = sorted({m.opcode for m in rows})
