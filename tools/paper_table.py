@@ -266,7 +266,9 @@ def main() -> int:
     thr = ", ".join(str(t) for t in sorted({r["threads"] for r in data["results"]}))
     plot(data, str(out_dir / "bench.png"),
          title=f"MobileBERT variants: median latency per tweet and peak memory "
-               f"({data['machine'].get('cpu')}, {thr} thread(s), {data['settings']['runs']} runs)")
+               f"({data['machine'].get('cpu')}, {thr} thread(s), {data['settings']['runs']} runs"
+               + (f", median of {data['settings']['rounds']} rounds" if data["settings"].get("rounds", 1) > 1 else "")
+               + ")")
     with atomic_path(out_dir / "benchmarks.md") as tmp:
         Path(tmp).write_text(markdown(data, labels), encoding="utf-8")
     print(format_results(data))
