@@ -163,6 +163,8 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
     bad = [e for e in engines if e not in ENGINES]
     if bad:
         raise InputError(f"unknown engine {bad[0]}: choose from {', '.join(ENGINES)}")
+    if rounds < 1:
+        raise InputError(f"rounds must be at least 1, not {rounds}")
     trt_python, trt_reason = None, ""
     if "tflite-runtime" in engines:
         from .errors import NpMobileBertError
