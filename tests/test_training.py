@@ -77,3 +77,30 @@ def test_to_keras_rebuilds_the_trained_weights(pair):
     finally:
         with torch.no_grad():
             student.w("logits", "bias").sub_(1.5)
+
+
+def test_earlier_run_seeds_the_maps_of_every_teacher(tmp_path, pair):
+    """--init-from with more teachers than the earlier run had (--states-from all): the maps onto
+    the first teacher load as saved, those onto a new teacher start as their copy; a run that saved
+    maps per teacher gets each back."""
+    import distill
+
+    _, student = pair
+    saved = distill.HiddenStateDistillation(CFG.num_layers, 6, CFG.hidden, 32)
+    torch.save({"model": torch.nn.ModuleDict({"student": student, "hidden_maps": saved}).state_dict(), "step": 7},
+               tmp_path / "checkpoint.pt")
+    fresh = [distill.HiddenStateDistillation(CFG.num_layers, 6, CFG.hidden, 32) for _ in range(2)]
+    assert distill.load_earlier_run(tmp_path, student, fresh) == 7
+    for maps in fresh:
+        for got, want in zip(maps.state_dict().values(), saved.state_dict().values()):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+    with torch.no_grad():
+        fresh[1].maps[0].bias.add_(1.0)               # the second teacher's maps now differ
+    torch.save({"model": torch.nn.ModuleDict({"student": student} | {
+        distill.hidden_maps_name(k): m for k, m in enumerate(fresh)}).state_dict(), "step": 9},
+        tmp_path / "checkpoint.pt")
+    again = [distill.HiddenStateDistillation(CFG.num_layers, 6, CFG.hidden, 32) for _ in range(2)]
+    distill.load_earlier_run(tmp_path, student, again)
+    for loaded, expected in zip(again, fresh):
+        np.testing.assert_array_equal(loaded.maps[0].bias.detach().numpy(), expected.maps[0].bias.detach().numpy())

@@ -33,9 +33,19 @@ where the teacher's tokens look did, on RepLab (+3.1 points), not on TweetEval.
 
 With several ``--teacher-dir`` the student learns from an ensemble of fine-tuning seeds: the
 mean of their stored logits (the word-replaced copies are labelled by all of them on the fly);
-hidden states and attention relations come from the first. Teachers, macro-F1 dev / TweetEval:
-seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, their mean 0.562 / 0.535 -- the seeds differ by
-3.5 points on TweetEval, which the student inherits (metrics.json records the teacher it had).
+hidden states and attention relations come from the first, or from every one with
+``--states-from all`` (the losses averaged, each teacher with its own hidden-state maps).
+Teachers, macro-F1 dev / TweetEval: seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, their mean
+0.562 / 0.535 (metrics.json records the teacher a student had). Students of the two (float):
+  the recipe with both teachers' logits, states from seed 0                0.527 / 0.486
+  the recipe's student + 1 pass, lr 2.5e-4, both teachers, --states-from all
+    (6,062 steps, 79 min at 1.3 steps/s)                                   0.513 / 0.494
+Neither inherits the ensemble's TweetEval gain, and the second loses RepLab dev.
+
+``--general`` is TinyBERT's general distillation: the student learns only the hidden states
+and attention relations of the *pretrained* MiniLM (not fine-tuned), on the training and
+unlabeled tweets, with no logits or labels; a task run then starts from it (``--init-from``)
+instead of from the init.
 
 After training, -log(train class prior) is added to the classifier bias: the same balanced
 decision rule the teacher is evaluated with (trainlib.prior_correction).
@@ -71,7 +81,7 @@ import polarity_data as data  # noqa: E402
 import augment  # noqa: E402
 import trainlib  # noqa: E402
 from torch_mobilebert import TorchMobileBert, from_keras, to_keras  # noqa: E402  (first: see there)
-from train_teacher import load_finetuned  # noqa: E402
+from train_teacher import load_finetuned, load_teacher  # noqa: E402
 from build_mobilebert import MobileBertConfig, build_trained_like  # noqa: E402
 
 from npmobilebert.fileio import save_json  # noqa: E402
@@ -203,21 +213,31 @@ def capture_teacher_qkv(teacher_model) -> dict[tuple[int, int], torch.Tensor]:
     return captured
 
 
-def load_earlier_run(work: Path, student: TorchMobileBert, hidden: HiddenStateDistillation | None) -> int:
+def hidden_maps_name(k: int) -> str:
+    """Checkpoint key of the hidden-state maps onto teacher k: the first keeps the name runs with
+    one teacher saved."""
+    return "hidden_maps" if k == 0 else f"hidden_maps_{k + 1}"
+
+
+def load_earlier_run(work: Path, student: TorchMobileBert, hidden: list[HiddenStateDistillation]) -> int:
     """Load the student (and, when both runs learn hidden states, the learned maps) from an earlier
     run's checkpoint; a logits-only run saved the bare student, a hidden-state run saved
-    {"student.*", "hidden_maps.*"}. Returns the steps that run took."""
+    {"student.*", "hidden_maps.*"} (and "hidden_maps_K.*" per further teacher). Maps onto a
+    teacher the earlier run did not have start as a copy of those onto its first teacher: the
+    teachers are fine-tunings of one pretrained model, their hidden spaces nearly the same.
+    Returns the steps that run took."""
     earlier = torch.load(work / "checkpoint.pt", map_location="cpu", weights_only=False)
     parts: dict[str, dict] = {}
     for key, value in earlier["model"].items():
         part, _, rest = key.partition(".")
-        if part in ("student", "hidden_maps"):
+        if part == "student" or part.startswith("hidden_maps"):
             parts.setdefault(part, {})[rest] = value
         else:
             parts.setdefault("student", {})[key] = value
     student.load_state_dict(parts["student"])
-    if hidden is not None and "hidden_maps" in parts:
-        hidden.load_state_dict(parts["hidden_maps"])
+    if "hidden_maps" in parts:
+        for k, maps in enumerate(hidden):
+            maps.load_state_dict(parts.get(hidden_maps_name(k), parts["hidden_maps"]))
     return earlier["step"]
 
 
@@ -242,7 +262,10 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-dir", type=Path, action="append",
                     help="a finished train_teacher.py run (default ~/.cache/npmobilebert/train/teacher); "
                          "repeat for an ensemble: the logits are averaged, hidden states and attention "
-                         "relations come from the first")
+                         "relations come from the first (or all: --states-from)")
+    ap.add_argument("--states-from", choices=("first", "all"), default="first",
+                    help="with several teachers: learn the hidden states and attention relations of the "
+                         "first only, or of every one (the losses averaged; a forward pass each per step)")
     ap.add_argument("--layers", type=int, default=d.num_layers)
     ap.add_argument("--epochs", type=float, default=1.0, help="passes over train + unlabeled")
     ap.add_argument("--batch", type=int, default=32)
@@ -265,7 +288,14 @@ def main(argv=None) -> int:
                     help="word-replaced copies of each labelled tweet, labelled by the teacher on the fly "
                          "(augment.py; 0: none)")
     ap.add_argument("--augment-rate", type=float, default=0.3, help="share of whole words a copy replaces")
+    ap.add_argument("--general", action="store_true",
+                    help="general distillation: learn only the *pretrained* MiniLM's hidden states and "
+                         "attention relations, on the training and unlabeled tweets (no logits, no labels, "
+                         "no evaluation); a task run then starts from it with --init-from")
     args = ap.parse_args(argv)
+    if args.general and (args.augment or not (args.hidden_weight > 0 or args.relation_weight > 0)):
+        ap.error("--general learns hidden states and/or relations (--hidden-weight, --relation-weight) "
+                 "and takes no --augment")
     args.teacher_dir = args.teacher_dir or [data.CACHE / "teacher"]
     trainlib.seed_everything(args.seed)
     trainlib.configure_cpu(args.threads)
@@ -276,7 +306,9 @@ def main(argv=None) -> int:
     # -- data: labelled train + unlabeled tweets, each with the teacher's logits
     train_set, dev_set = data.replab_split()
     unlabeled = data.unlabeled(args.unlabeled_limit)
-    teacher = {name: trainlib.ensemble_logits(args.teacher_dir, name) for name in ("train", "unlabeled")}
+    teacher = {name: np.zeros((len(items), 3), np.float32) if args.general
+               else trainlib.ensemble_logits(args.teacher_dir, name)
+               for name, items in (("train", train_set), ("unlabeled", unlabeled))}
     # The pool's items: the labelled tweets, then --augment copies of each (made when drawn, from
     # a generator seeded by the item's index: the same copy on every pass and after resuming), then
     # the unlabeled tweets. A copy's teacher logits come from the teacher running alongside.
@@ -300,21 +332,27 @@ def main(argv=None) -> int:
                                      args.augment_rate)
 
     student = init_student(cfg, args.seed)
-    trained, teacher_model, hidden = student, None, None
-    if args.hidden_weight > 0 or args.relation_weight > 0 or n_copies:
-        teacher_model = load_finetuned(args.teacher_dir[0])
-    # The other teachers of an ensemble only label the word-replaced copies (their stored logits
-    # cover the rest).
-    other_teachers = [load_finetuned(d) for d in args.teacher_dir[1:]] if n_copies else []
-    relations, teacher_qkv = None, None
+    # Teachers that run alongside: those the hidden-state and relation losses learn from (the first,
+    # or all with --states-from all), and the rest of an ensemble only to label the word-replaced
+    # copies (their stored logits cover the other items).
+    learn_states = args.hidden_weight > 0 or args.relation_weight > 0
+    n_state = len(args.teacher_dir) if learn_states and args.states_from == "all" else 1
+    if args.general:
+        state_teachers = [load_teacher().eval()]   # its new classifier head is never used
+    else:
+        state_teachers = [load_finetuned(d) for d in args.teacher_dir[:n_state]] if learn_states or n_copies else []
+    label_teachers = [load_finetuned(d) for d in args.teacher_dir[n_state:]] if n_copies else []
+    trained, hidden, relations, teacher_qkv = student, [], None, []
     if args.relation_weight > 0:
-        relations = AttentionRelationDistillation(cfg.num_layers, teacher_model.config.num_hidden_layers,
+        relations = AttentionRelationDistillation(cfg.num_layers, state_teachers[0].config.num_hidden_layers,
                                                   args.relation_heads)
-        teacher_qkv = capture_teacher_qkv(teacher_model)
+        teacher_qkv = [capture_teacher_qkv(t) for t in state_teachers]
     if args.hidden_weight > 0:
-        t_cfg = teacher_model.config
-        hidden = HiddenStateDistillation(cfg.num_layers, t_cfg.num_hidden_layers, cfg.hidden, t_cfg.hidden_size)
-        trained = torch.nn.ModuleDict({"student": student, "hidden_maps": hidden})   # both learn, both checkpointed
+        t_cfg = state_teachers[0].config
+        hidden = [HiddenStateDistillation(cfg.num_layers, t_cfg.num_hidden_layers, cfg.hidden, t_cfg.hidden_size)
+                  for _ in state_teachers]
+        # both learn, both checkpointed; the first teacher's maps keep the name earlier runs saved
+        trained = torch.nn.ModuleDict({"student": student} | {hidden_maps_name(k): h for k, h in enumerate(hidden)})
     steps_before = 0
     if args.init_from is not None:
         steps_before = load_earlier_run(args.init_from, student, hidden)
@@ -327,23 +365,28 @@ def main(argv=None) -> int:
         states = student.hidden_states(ids, mask, qkv=student_qkv)
         teacher_logits = pool_teacher[idx]
         copies = torch.from_numpy((idx >= n_train) & (idx < n_train + n_copies))
-        if teacher_qkv is not None:
-            teacher_qkv.clear()
-        if hidden is not None or relations is not None or copies.any():
+        for captured in teacher_qkv:
+            captured.clear()
+        outs = []
+        if learn_states or copies.any():
             # bfloat16 (AMX) halves the teacher's forward time; targets to 3 significant digits
             # are far finer than the student's error on them.
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-                out = teacher_model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden is not None)
-                copy_logits = out.logits[copies].float()
+                outs = [t(input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden))
+                        for t in state_teachers]
                 if copies.any():
-                    for other in other_teachers:
+                    copy_logits = sum(out.logits[copies].float() for out in outs)
+                    for other in label_teachers:
                         copy_logits += other(input_ids=ids[copies], attention_mask=mask[copies]).logits.float()
-            teacher_logits[copies] = copy_logits / (1 + len(other_teachers))
-        loss = distillation_loss(student.classify(states[-1]), teacher_logits, pool_gold[idx], args.temperature)
-        if hidden is not None:
-            loss = loss + args.hidden_weight * hidden(states, out.hidden_states, mask)
+                    teacher_logits[copies] = copy_logits / len(args.teacher_dir)
+        loss = 0.0 if args.general else distillation_loss(student.classify(states[-1]), teacher_logits,
+                                                          pool_gold[idx], args.temperature)
+        if hidden:
+            loss = loss + args.hidden_weight * sum(h(states, out.hidden_states, mask)
+                                                   for h, out in zip(hidden, outs)) / len(hidden)
         if relations is not None:
-            loss = loss + args.relation_weight * relations(student_qkv, teacher_qkv, mask)
+            loss = loss + args.relation_weight * sum(relations(student_qkv, captured, mask)
+                                                     for captured in teacher_qkv) / len(teacher_qkv)
         return loss
 
     t0 = time.time()
@@ -351,6 +394,12 @@ def main(argv=None) -> int:
                                   warmup=0.05, seed=args.seed, work=work, save_every=args.save_every,
                                   label=f"student L{cfg.num_layers}", batch_loss=batch_loss, every=100)
     train_s = time.time() - t0
+    recipe = vars(args) | {"work_dir": str(work), "teacher_dir": [str(d) for d in args.teacher_dir],
+                           "init_from": args.init_from and str(args.init_from)}
+    if args.general:   # nothing to evaluate: its classifier never learned
+        save_json(work / "metrics.json", {"config": cfg.to_dict(), "steps": steps_before + steps, "recipe": recipe,
+                                          "train_seconds_this_run": round(train_s, 1)})
+        return 0
     # The teacher's balanced decision rule, folded into the classifier bias (so every converted
     # variant carries it); the checkpoint keeps the uncorrected weights.
     correction = trainlib.prior_correction(train_set.labels, args.prior_tau)
@@ -362,9 +411,7 @@ def main(argv=None) -> int:
         ids = torch.nn.functional.pad(input_ids, (0, 1))[:, : cfg.seq_len]
         return student(ids, torch.nn.functional.pad(attention_mask, (0, 1))[:, : cfg.seq_len])
 
-    metrics = {"config": cfg.to_dict(), "steps": steps_before + steps, "prior_correction": correction.tolist(), "recipe": vars(args) | {
-        "work_dir": str(work), "teacher_dir": [str(d) for d in args.teacher_dir],
-        "init_from": args.init_from and str(args.init_from)},
+    metrics = {"config": cfg.to_dict(), "steps": steps_before + steps, "prior_correction": correction.tolist(), "recipe": recipe,
         "train_seconds_this_run": round(train_s, 1),
         "params": sum(p.numel() for p in student.parameters())}
     eval_sets = {"dev": dev_set, "tweeteval": data.tweeteval()}
