@@ -394,7 +394,8 @@ def main(argv=None) -> int:
                                   warmup=0.05, seed=args.seed, work=work, save_every=args.save_every,
                                   label=f"student L{cfg.num_layers}", batch_loss=batch_loss, every=100)
     train_s = time.time() - t0
-    recipe = vars(args) | {"work_dir": str(work), "teacher_dir": [str(d) for d in args.teacher_dir],
+    teachers_used = [data.minilm_dir()] if args.general else args.teacher_dir
+    recipe = vars(args) | {"work_dir": str(work), "teacher_dir": [str(d) for d in teachers_used],
                            "init_from": args.init_from and str(args.init_from)}
     if args.general:   # nothing to evaluate: its classifier never learned
         save_json(work / "metrics.json", {"config": cfg.to_dict(), "steps": steps_before + steps, "recipe": recipe,
