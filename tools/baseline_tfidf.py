@@ -36,6 +36,21 @@ LABELS = ["negative", "neutral", "positive"]
 SHARED = HERE.parents[1] / "shared" / "data"
 
 
+def fit_baseline(texts: list[str], labels: list[str], C: float = 2.0):
+    """The fitted scikit-learn pipeline: train and predict on normalised tweets (normalize_tweet)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    features = FeatureUnion([
+        ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                                 lowercase=True)),
+    ])
+    clf = make_pipeline(features, LogisticRegression(C=C, class_weight="balanced", max_iter=2000))
+    return clf.fit(texts, labels)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replab", default=str(SHARED / "replab2013/train_en.tsv"))
@@ -46,22 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--C", type=float, default=2.0, help="inverse regularisation strength")
     args = ap.parse_args(argv)
 
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, make_pipeline
-
     _, train, dev = apply_split(args.replab, args.split)
     tweeteval = read_labelled_tsv(args.tweeteval)
-    x_train = [normalize_tweet(r["text"]) for r in train]
-    y_train = [r["label"] for r in train]
     t0 = time.perf_counter()
-    features = FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
-                                 lowercase=True)),
-    ])
-    clf = make_pipeline(features, LogisticRegression(C=args.C, class_weight="balanced", max_iter=2000))
-    clf.fit(x_train, y_train)
+    clf = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train], args.C)
     fit_s = time.perf_counter() - t0
 
     sets = {

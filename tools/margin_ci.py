@@ -1,0 +1,121 @@
+"""How sure is a macro-F1 margin? Paired bootstrap of a model against the TF-IDF baseline.
+
+The issue's acceptance compares macro-F1 points on finite sets (3,682 RepLab dev tweets, 2,000
+TweetEval ones); this says how much of a margin is the sample. For each set, the shipped model
+(or any given with -m) and the TF-IDF + logistic regression baseline (tools/baseline_tfidf.py,
+refitted here on the same split: deterministic) label every tweet once; then the same resampled
+tweets (with replacement, seeded) score both, so the spread is that of the *difference*, not of
+two independent numbers.
+
+    python tools/margin_ci.py [-m MODEL] [--resamples 10000] [--json OUT]
+
+Prints, per set, the margin (model - baseline, macro-F1 points), its bootstrap 95% interval and
+the share of resamples where it reaches --target (the issue's 5 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from baseline_tfidf import SHARED, fit_baseline  # noqa: E402
+from split_replab import apply_split  # noqa: E402
+
+from npmobilebert.classify import predict, read_labelled_tsv  # noqa: E402
+from npmobilebert.cli import default_model_path  # noqa: E402
+from npmobilebert.fileio import save_json  # noqa: E402
+from npmobilebert.text import normalize_tweet  # noqa: E402
+
+
+def macro_f1_from_counts(confusion: np.ndarray) -> np.ndarray:
+    """# [..., classes, classes] (gold rows, predicted columns) -> [...]; a class with no
+    gold and no predicted tweet scores F1 0, as npmobilebert.metrics does."""
+    true_pos = np.diagonal(confusion, axis1=-2, axis2=-1)
+    gold, predicted = confusion.sum(-1), confusion.sum(-2)
+    denominator = gold + predicted
+    f1 = np.divide(2 * true_pos, denominator, out=np.zeros(true_pos.shape), where=denominator > 0)
+    return f1.mean(-1)
+
+
+def bootstrap_macro_f1(gold: np.ndarray, predicted: np.ndarray, n_classes: int, resamples: np.ndarray) -> np.ndarray:
+    """# gold, predicted [n] class ids, resamples [r, n] row indices -> [r] macro-F1 per resample."""
+    codes = gold * n_classes + predicted                                   # [n] confusion cell
+    cells = n_classes * n_classes
+    offsets = np.arange(len(resamples))[:, None] * cells                   # one block of cells per resample
+    counts = np.bincount((codes[resamples] + offsets).ravel(), minlength=len(resamples) * cells)
+    return macro_f1_from_counts(counts.reshape(len(resamples), n_classes, n_classes))
+
+
+def margin_interval(gold, model_pred, base_pred, n_classes, n_resamples, seed, target, chunk=1000) -> dict:
+    """Paired bootstrap of macro-F1(model) - macro-F1(baseline), in points."""
+    rng = np.random.default_rng(seed)
+    everything = np.arange(len(gold))[None]
+    model_f1 = bootstrap_macro_f1(gold, model_pred, n_classes, everything)[0]
+    base_f1 = bootstrap_macro_f1(gold, base_pred, n_classes, everything)[0]
+    margins = []
+    for start in range(0, n_resamples, chunk):
+        rows = rng.integers(len(gold), size=(min(chunk, n_resamples - start), len(gold)))
+        margins.append(bootstrap_macro_f1(gold, model_pred, n_classes, rows)
+                       - bootstrap_macro_f1(gold, base_pred, n_classes, rows))
+    margins = np.concatenate(margins) * 100
+    low, high = np.percentile(margins, [2.5, 97.5])
+    return {"n": len(gold), "model_macro_f1": round(float(model_f1), 4), "baseline_macro_f1": round(float(base_f1), 4),
+            "margin_points": round(float(model_f1 - base_f1) * 100, 2),
+            "ci95_points": [round(float(low), 2), round(float(high), 2)],
+            "share_reaching_target": round(float(np.mean(margins >= target)), 4),
+            "resamples": n_resamples, "seed": seed}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-m", "--model", default=None, help="the .tflite to test (default: the shipped default)")
+    ap.add_argument("--engine", default="litert", choices=["litert", "numpy"])
+    ap.add_argument("--replab", default=str(SHARED / "replab2013/train_en.tsv"))
+    ap.add_argument("--tweeteval", default=str(SHARED / "tweeteval/val.tsv"))
+    ap.add_argument("--resamples", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", type=float, default=5.0, help="margin the acceptance asks for, in points")
+    ap.add_argument("--json", default=None, help="write the intervals here (numbers only, no text)")
+    args = ap.parse_args(argv)
+    if args.resamples < 1:
+        ap.error("--resamples must be at least 1")
+    model = args.model or str(default_model_path())
+
+    _, train, dev = apply_split(args.replab)
+    baseline = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train])
+    sets = {"replab_dev": ([r["text"] for r in dev], [r["label"] for r in dev])}
+    tweeteval = read_labelled_tsv(args.tweeteval)
+    sets["tweeteval_val"] = ([r.text for r in tweeteval], [r.label for r in tweeteval])
+
+    results = {}
+    for name, (texts, gold) in sets.items():
+        model_out = predict(model, texts, args.engine)
+        labels = model_out.labels
+        if set(gold) - set(labels):
+            raise SystemExit(f"error: {name} has labels {sorted(set(gold) - set(labels))} the model lacks")
+        ids = {label: k for k, label in enumerate(labels)}
+        to_ids = lambda names: np.array([ids[x] for x in names])   # noqa: E731
+        model_pred = np.argmax(model_out.logits, axis=1)
+        base_pred = to_ids(baseline.predict([normalize_tweet(t) for t in texts]))
+        results[name] = margin_interval(to_ids(gold), model_pred, base_pred, len(labels),
+                                        args.resamples, args.seed, args.target)
+        r = results[name]
+        print(f"{name:14s} n={r['n']:5d}  macro-F1 {r['model_macro_f1']:.3f} vs {r['baseline_macro_f1']:.3f}  "
+              f"margin {r['margin_points']:+.2f} points  "
+              f"95% CI [{r['ci95_points'][0]:+.2f}, {r['ci95_points'][1]:+.2f}]  "
+              f">= {args.target:g} in {r['share_reaching_target']:.1%} of {args.resamples} resamples")
+    if args.json:
+        save_json(Path(args.json), {"model": Path(model).name, "baseline": "tools/baseline_tfidf.py",
+                                    "target_points": args.target, "results": results})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
