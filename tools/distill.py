@@ -35,8 +35,9 @@ With several ``--teacher-dir`` the student learns from an ensemble of fine-tunin
 mean of their stored logits (the word-replaced copies are labelled by all of them on the fly);
 hidden states and attention relations come from the first, or from every one with
 ``--states-from all`` (the losses averaged, each teacher with its own hidden-state maps).
-Teachers, macro-F1 dev / TweetEval: seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, their mean
-0.562 / 0.535 (metrics.json records the teacher a student had). Students of the two (float):
+Teachers, macro-F1 dev / TweetEval: seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, seed 2 0.541 /
+0.536; mean of seeds 0-1 0.562 / 0.535, of all three 0.561 / 0.537 (metrics.json records the
+teacher a student had). Students of the two (float):
   the recipe with both teachers' logits, states from seed 0                0.527 / 0.486
   the recipe's student + 1 pass, lr 2.5e-4, both teachers, --states-from all
     (6,062 steps, 79 min at 1.3 steps/s)                                   0.513 / 0.494
