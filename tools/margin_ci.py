@@ -29,13 +29,14 @@ from split_replab import apply_split  # noqa: E402
 
 from npmobilebert.classify import predict, read_labelled_tsv  # noqa: E402
 from npmobilebert.cli import default_model_path  # noqa: E402
-from npmobilebert.fileio import save_json  # noqa: E402
+from npmobilebert.errors import InputError, NpMobileBertError  # noqa: E402
+from npmobilebert.fileio import check_writable, save_json  # noqa: E402
 from npmobilebert.text import normalize_tweet  # noqa: E402
 
 
 def macro_f1_from_counts(confusion: np.ndarray) -> np.ndarray:
-    """# [..., classes, classes] (gold rows, predicted columns) -> [...]; a class with no
-    gold and no predicted tweet scores F1 0, as npmobilebert.metrics does."""
+    """Macro-F1 of confusion counts: [..., classes, classes] (gold rows, predicted columns) -> [...].
+    A class with no gold and no predicted tweet scores F1 0, as npmobilebert.metrics does."""
     true_pos = np.diagonal(confusion, axis1=-2, axis2=-1)
     gold, predicted = confusion.sum(-1), confusion.sum(-2)
     denominator = gold + predicted
@@ -44,7 +45,7 @@ def macro_f1_from_counts(confusion: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_macro_f1(gold: np.ndarray, predicted: np.ndarray, n_classes: int, resamples: np.ndarray) -> np.ndarray:
-    """# gold, predicted [n] class ids, resamples [r, n] row indices -> [r] macro-F1 per resample."""
+    """Macro-F1 of each resample: gold, predicted [n] class ids; resamples [r, n] row indices -> [r]."""
     codes = gold * n_classes + predicted                                   # [n] confusion cell
     cells = n_classes * n_classes
     offsets = np.arange(len(resamples))[:, None] * cells                   # one block of cells per resample
@@ -72,6 +73,27 @@ def margin_interval(gold, model_pred, base_pred, n_classes, n_resamples, seed, t
             "resamples": n_resamples, "seed": seed}
 
 
+def set_margins(model: str, replab: str, tweeteval: str, engine: str, resamples: int, seed: int,
+                target: float) -> dict:
+    """{set name: margin_interval(...)} for the RepLab dev split and the TweetEval file."""
+    _, train, dev = apply_split(replab)
+    tweeteval_rows = read_labelled_tsv(tweeteval)
+    sets = {"replab_dev": ([r["text"] for r in dev], [r["label"] for r in dev]),
+            "tweeteval_val": ([r.text for r in tweeteval_rows], [r.label for r in tweeteval_rows])}
+    baseline = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train])
+    results = {}
+    for name, (texts, gold) in sets.items():
+        model_out = predict(model, texts, engine)
+        if set(gold) - set(model_out.labels):
+            raise InputError(f"{name}: labels {sorted(set(gold) - set(model_out.labels))} are not the model's")
+        class_id = {label: k for k, label in enumerate(model_out.labels)}
+        base_labels = baseline.predict([normalize_tweet(t) for t in texts])
+        results[name] = margin_interval(np.array([class_id[g] for g in gold]), np.argmax(model_out.logits, axis=1),
+                                        np.array([class_id[b] for b in base_labels]), len(class_id),
+                                        resamples, seed, target)
+    return results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", default=None, help="the .tflite to test (default: the shipped default)")
@@ -85,27 +107,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.resamples < 1:
         ap.error("--resamples must be at least 1")
-    model = args.model or str(default_model_path())
-
-    _, train, dev = apply_split(args.replab)
-    baseline = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train])
-    sets = {"replab_dev": ([r["text"] for r in dev], [r["label"] for r in dev])}
-    tweeteval = read_labelled_tsv(args.tweeteval)
-    sets["tweeteval_val"] = ([r.text for r in tweeteval], [r.label for r in tweeteval])
-
-    results = {}
-    for name, (texts, gold) in sets.items():
-        model_out = predict(model, texts, args.engine)
-        labels = model_out.labels
-        if set(gold) - set(labels):
-            raise SystemExit(f"error: {name} has labels {sorted(set(gold) - set(labels))} the model lacks")
-        ids = {label: k for k, label in enumerate(labels)}
-        to_ids = lambda names: np.array([ids[x] for x in names])   # noqa: E731
-        model_pred = np.argmax(model_out.logits, axis=1)
-        base_pred = to_ids(baseline.predict([normalize_tweet(t) for t in texts]))
-        results[name] = margin_interval(to_ids(gold), model_pred, base_pred, len(labels),
-                                        args.resamples, args.seed, args.target)
-        r = results[name]
+    try:
+        model = args.model or str(default_model_path())
+        if args.json:
+            check_writable(args.json)
+        results = set_margins(model, args.replab, args.tweeteval, args.engine, args.resamples, args.seed,
+                              args.target)
+    except (NpMobileBertError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, r in results.items():
         print(f"{name:14s} n={r['n']:5d}  macro-F1 {r['model_macro_f1']:.3f} vs {r['baseline_macro_f1']:.3f}  "
               f"margin {r['margin_points']:+.2f} points  "
               f"95% CI [{r['ci95_points'][0]:+.2f}, {r['ci95_points'][1]:+.2f}]  "
