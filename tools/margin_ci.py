@@ -31,17 +31,8 @@ from npmobilebert.classify import predict, read_labelled_tsv  # noqa: E402
 from npmobilebert.cli import default_model_path  # noqa: E402
 from npmobilebert.errors import InputError, NpMobileBertError  # noqa: E402
 from npmobilebert.fileio import check_writable, save_json  # noqa: E402
+from npmobilebert.metrics import report_from_confusion  # noqa: E402
 from npmobilebert.text import normalize_tweet  # noqa: E402
-
-
-def macro_f1_from_counts(confusion: np.ndarray) -> np.ndarray:
-    """Macro-F1 of confusion counts: [..., classes, classes] (gold rows, predicted columns) -> [...].
-    A class with no gold and no predicted tweet scores F1 0, as npmobilebert.metrics does."""
-    true_pos = np.diagonal(confusion, axis1=-2, axis2=-1)
-    gold, predicted = confusion.sum(-1), confusion.sum(-2)
-    denominator = gold + predicted
-    f1 = np.divide(2 * true_pos, denominator, out=np.zeros(true_pos.shape), where=denominator > 0)
-    return f1.mean(-1)
 
 
 def bootstrap_macro_f1(gold: np.ndarray, predicted: np.ndarray, n_classes: int, resamples: np.ndarray) -> np.ndarray:
@@ -50,7 +41,9 @@ def bootstrap_macro_f1(gold: np.ndarray, predicted: np.ndarray, n_classes: int, 
     cells = n_classes * n_classes
     offsets = np.arange(len(resamples))[:, None] * cells                   # one block of cells per resample
     counts = np.bincount((codes[resamples] + offsets).ravel(), minlength=len(resamples) * cells)
-    return macro_f1_from_counts(counts.reshape(len(resamples), n_classes, n_classes))
+    names = [str(k) for k in range(n_classes)]
+    return np.array([report_from_confusion(confusion, names)["macro_f1"]
+                     for confusion in counts.reshape(len(resamples), n_classes, n_classes).tolist()])
 
 
 def margin_interval(gold, model_pred, base_pred, n_classes, n_resamples, seed, target, chunk=1000) -> dict:
