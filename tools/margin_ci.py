@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 from baseline_tfidf import SHARED, fit_baseline  # noqa: E402
 from split_replab import apply_split  # noqa: E402
 
-from npmobilebert.classify import predict, read_labelled_tsv  # noqa: E402
+from npmobilebert.classify import ENGINES, predict, read_labelled_tsv  # noqa: E402
 from npmobilebert.cli import default_model_path  # noqa: E402
 from npmobilebert.errors import InputError, NpMobileBertError  # noqa: E402
 from npmobilebert.fileio import check_writable, save_json  # noqa: E402
@@ -90,7 +90,7 @@ def set_margins(model: str, replab: str, tweeteval: str, engine: str, resamples:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", default=None, help="the .tflite to test (default: the shipped default)")
-    ap.add_argument("--engine", default="litert", choices=["litert", "numpy"])
+    ap.add_argument("--engine", default="litert", choices=ENGINES)
     ap.add_argument("--replab", default=str(SHARED / "replab2013/train_en.tsv"))
     ap.add_argument("--tweeteval", default=str(SHARED / "tweeteval/val.tsv"))
     ap.add_argument("--resamples", type=int, default=10000)
