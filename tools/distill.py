@@ -37,11 +37,13 @@ hidden states and attention relations come from the first, or from every one wit
 ``--states-from all`` (the losses averaged, each teacher with its own hidden-state maps).
 Teachers, macro-F1 dev / TweetEval: seed 0 0.561 / 0.508, seed 1 0.552 / 0.543, seed 2 0.541 /
 0.536; mean of seeds 0-1 0.562 / 0.535, of all three 0.561 / 0.537 (metrics.json records the
-teacher a student had). Students of the two (float):
-  the recipe with both teachers' logits, states from seed 0                0.527 / 0.486
-  the recipe's student + 1 pass, lr 2.5e-4, both teachers, --states-from all
+teacher a student had). Students of an ensemble (float):
+  the recipe with seeds 0-1's logits, states from seed 0                   0.527 / 0.486
+  the recipe's student + 1 pass, lr 2.5e-4, seeds 0-1, --states-from all
     (6,062 steps, 79 min at 1.3 steps/s)                                   0.513 / 0.494
-Neither inherits the ensemble's TweetEval gain, and the second loses RepLab dev.
+  the recipe with all three seeds' logits, states from seed 0
+    (train_polarity.py --teachers 3; 12,124 steps, 113 min at 1.8 steps/s) 0.524 / 0.500
+None inherits the ensemble's TweetEval gain in full, and each loses RepLab dev.
 
 ``--general`` is TinyBERT's general distillation: the student learns only the hidden states
 and attention relations of the *pretrained* MiniLM (not fine-tuned), on the training and
