@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
