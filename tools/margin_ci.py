@@ -77,10 +77,11 @@ def set_margins(model: str, replab: str, tweeteval: str, engine: str, resamples:
     results = {}
     for name, (texts, gold) in sets.items():
         model_out = predict(model, texts, engine)
-        if set(gold) - set(model_out.labels):
-            raise InputError(f"{name}: labels {sorted(set(gold) - set(model_out.labels))} are not the model's")
-        class_id = {label: k for k, label in enumerate(model_out.labels)}
         base_labels = baseline.predict([normalize_tweet(t) for t in texts])
+        unknown = (set(map(str, gold)) | set(map(str, base_labels))) - set(model_out.labels)
+        if unknown:   # the gold labels, or those the baseline learned from --replab
+            raise InputError(f"{name}: labels {sorted(unknown)} are not the model's")
+        class_id = {label: k for k, label in enumerate(model_out.labels)}
         results[name] = margin_interval(np.array([class_id[g] for g in gold]), np.argmax(model_out.logits, axis=1),
                                         np.array([class_id[b] for b in base_labels]), len(class_id),
                                         resamples, seed, target)
