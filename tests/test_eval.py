@@ -216,6 +216,44 @@ def test_eval_and_classify_usage_errors_exit_2(tmp_path, data_tsv):
     for args in (("classify", "-m", str(not_a_model), "hello"), ("eval", "-m", str(not_a_model), str(data_tsv))):
         r = cli(*args, "--engine", "numpy")
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr   # the error only: no progress bar first
+
+
+def without_labels(src: str, dst: Path) -> Path:
+    """A copy of a model whose 'npmobilebert' metadata lost its class labels (vocab kept): a
+    BERT that can run but cannot classify, as a user's own converted model may be."""
+    import io
+    import zipfile
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from npmobilebert.model import load_model
+
+    model = schema.ModelT.InitFromPackedBuf(Path(src).read_bytes(), 0)
+    entry = next(m for m in model.metadata if m.name in (b"npmobilebert", "npmobilebert"))
+    meta = json.loads(bytes(model.buffers[entry.buffer].data))
+    del meta["labels"]
+    model.buffers[entry.buffer].data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), b"TFL3")
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("vocab.txt", load_model(src).packed_files["vocab.txt"])
+    dst.write_bytes(bytes(builder.Output()) + packed.getvalue())
+    return dst
+
+
+def test_a_model_without_labels_cannot_classify(tmp_path, data_tsv):
+    pytest.importorskip("ai_edge_litert")
+    model = without_labels(TINY, tmp_path / "no_labels.tflite")
+    assert cli("run", "-m", str(model), "hello world").returncode == 0      # it still runs
+    for args in (("classify", "-m", str(model), "hello"), ("eval", "-m", TINY, "-m", str(model), str(data_tsv))):
+        r = cli(*args, "--engine", "numpy")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.strip().splitlines() == [f"error: {model}: the model has no class labels in its "
+                                                 "metadata (the 'npmobilebert' entry): it cannot classify"]
+        assert r.stdout == ""
 
 
 # -- on the shared data (never copied here): skipped where ../shared is absent ---------------------

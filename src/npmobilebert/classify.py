@@ -248,15 +248,20 @@ def environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
-def check_model_labels(model_path: str, rows: Sequence[LabelledRow], data_path: str) -> list[str]:
-    """The gold labels in the model's names; an InputError (before any run) when they do not map."""
+def check_classifier(model_path: str) -> list[str]:
+    """The model's class labels; an InputError (before any run, so before any progress bar) when
+    the file cannot classify: no labels in its metadata, or no output of one value per label."""
     from .inputs import model_labels
     from .model import load_model
 
-    labels = model_labels(load_model(model_path))
-    if not labels:
-        raise InputError(f"{model_path}: the model has no class labels in its metadata: it cannot classify")
-    return map_labels(rows, labels, data_path)
+    model = load_model(model_path)
+    output_info(model)
+    return model_labels(model)
+
+
+def check_model_labels(model_path: str, rows: Sequence[LabelledRow], data_path: str) -> list[str]:
+    """The gold labels in the model's names; an InputError (before any run) when they do not map."""
+    return map_labels(rows, check_classifier(model_path), data_path)
 
 
 def evaluate(model_path: str, rows: Sequence[LabelledRow], data_path: str, engine: str = "litert",

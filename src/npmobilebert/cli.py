@@ -606,7 +606,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     """The label and class probabilities (softmax of the logits) of each text."""
     import json
 
-    from .classify import predict
+    from .classify import check_classifier, predict
 
     if texts and texts_file:
         raise InputError("give TEXT... or --file, not both")
@@ -619,6 +619,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     path = str(model_path) if model_path else str(default_model_path())
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such model file")
+    check_classifier(path)
     with click.progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
         preds = predict(path, texts, engine, progress=bar.update)
     probs = preds.probabilities
