@@ -1,8 +1,10 @@
-"""tools/fold_norms.py: the residual NoNorms' scales folded into the dense layers compute the same
-function, and the int8 model the real converter makes from it has no per-channel MUL left."""
+"""tools/fold_norms.py: the residual NoNorms' scales and the attention scores' 1/sqrt(head_dim)
+folded into the dense layers compute the same function, and the int8 model the real converter makes
+from it has no per-channel MUL left and no scalar MUL on the scores."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -40,6 +42,8 @@ def test_folded_model_computes_the_same_logits(tools, tiny):
     build_mobilebert, convert, fold_norms = tools
     cfg, model, calib = tiny
     folded = fold_norms.fold_residual_scales(model, cfg, calib)
+    folded = fold_norms.fold_attention_scale(folded, dataclasses.replace(cfg, residual_scale=False))
+    assert not any(layer.scale for layer in folded.layers if isinstance(layer, build_mobilebert.AttentionProbs))
     residual = [layer for layer in folded.layers if isinstance(layer, build_mobilebert.NoNorm)
                 and not layer.name.endswith(("bneck_input_norm", "bneck_attn_norm"))]
     assert len(residual) == 1 + cfg.num_layers * (2 + cfg.num_ffn)
@@ -53,12 +57,14 @@ def test_folded_model_computes_the_same_logits(tools, tiny):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def _per_channel_muls(path) -> int:
+def _constant_muls(path) -> tuple[int, int]:
+    """(MULs by a per-channel constant, MULs by a scalar constant) in the model's graph."""
     from npmobilebert.model import load_model
 
     graph = load_model(path).subgraphs[0]
-    return sum(1 for op in graph.operators if op.opcode == "MUL"
-               and any(graph.tensors[i].is_constant and graph.tensors[i].size > 1 for i in op.inputs))
+    sizes = [[graph.tensors[i].size for i in op.inputs if graph.tensors[i].is_constant]
+             for op in graph.operators if op.opcode == "MUL"]
+    return sum(1 for c in sizes if any(n > 1 for n in c)), sum(1 for c in sizes if c and max(c) == 1)
 
 
 def test_int8_model_of_the_folded_model_has_no_per_channel_mul(tools, tiny, tmp_path):
@@ -68,13 +74,14 @@ def test_int8_model_of_the_folded_model_has_no_per_channel_mul(tools, tiny, tmp_
     plain = convert.run(cfg, ["int8"], str(tmp_path), "plain", calib_n=16, show=False,
                         keras_model=str(tmp_path / "m.keras"))
     folded = convert.run(cfg, ["int8"], str(tmp_path), "folded", calib_n=16, show=False,
-                         keras_model=str(tmp_path / "m.keras"), fold_residual=True)
-    # unfolded: the embeddings' NoNorm and, per layer, the attention output's, the FFNs' but the
-    # last (only a dense layer reads it: the converter folds it) and the output bottleneck's
-    assert _per_channel_muls(plain["int8"]["path"]) == 1 + cfg.num_layers * (1 + cfg.num_ffn)
-    assert _per_channel_muls(folded["int8"]["path"]) == 0
+                         keras_model=str(tmp_path / "m.keras"), fold_residual=True, fold_attention=True)
+    # unfolded, per channel: the embeddings' NoNorm and, per layer, the attention output's, the
+    # FFNs' but the last (only a dense layer reads it: the converter folds it) and the output
+    # bottleneck's; by a scalar: the attention mask's (1 - mask) * mask_value and each layer's scores
+    assert _constant_muls(plain["int8"]["path"]) == (1 + cfg.num_layers * (1 + cfg.num_ffn), 1 + cfg.num_layers)
+    assert _constant_muls(folded["int8"]["path"]) == (0, 1)
     meta = convert.read_metadata(Path(folded["int8"]["path"]).read_bytes())
-    assert b'"residual_scale": false' in meta
+    assert b'"residual_scale": false' in meta and b'"attention_scale": false' in meta
     # and it still classifies as the float model does on the calibration-like inputs
     ref = convert.interpreter(folded["int8"]["path"], reference=True).get_signature_runner()
     agree = 0

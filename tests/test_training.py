@@ -104,3 +104,22 @@ def test_earlier_run_seeds_the_maps_of_every_teacher(tmp_path, pair):
     distill.load_earlier_run(tmp_path, student, again)
     for loaded, expected in zip(again, fresh):
         np.testing.assert_array_equal(loaded.maps[0].bias.detach().numpy(), expected.maps[0].bias.detach().numpy())
+
+
+def test_folded_attention_scale_is_the_same_function_in_torch(pair):
+    """fold_norms.fold_attention_scale puts 1/sqrt(head_dim) into the query weights; a torch model
+    of that config (attention_scale=False) must not scale the scores again."""
+    import dataclasses
+
+    import distill
+    import fold_norms
+
+    keras_model, _ = pair
+    cfg = dataclasses.replace(CFG, attention_scale=False)
+    student = torch_mobilebert.TorchMobileBert(cfg)
+    student.load_keras_weights(torch_mobilebert.from_keras(fold_norms.fold_attention_scale(keras_model, CFG)))
+    text = np.random.default_rng(1).integers(5, CFG.vocab_size, 11).astype(np.int32)
+    with torch.no_grad():
+        got = student(*distill.pad_for_student([text], CFG.seq_len)).numpy()[0]
+    expected = keras_logits(keras_model, text)      # the model as trained, scale in the scores
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())

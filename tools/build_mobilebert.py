@@ -89,6 +89,11 @@ class MobileBertConfig:
     # differently (docs/agreement_by_rule_unfolded.json). fold_norms.py turns a trained scaled model into
     # an equal unscaled one.
     residual_scale: bool = True
+    # Whether AttentionProbs multiplies the scores by 1 / sqrt(head_dim) (as trained), or the
+    # query dense layer already carries that factor (False: fold_norms.fold_attention_scale). In a
+    # full-integer model the product is an int8 MUL by a scalar, which LiteRT's reference and
+    # XNNPACK round differently, as they do the NoNorms' MULs.
+    attention_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.intra_bottleneck % self.num_heads:
@@ -236,15 +241,17 @@ def _split_heads(x, num_heads):
 
 @keras.saving.register_keras_serializable(package="npmobilebert")
 class AttentionProbs(keras.layers.Layer):
-    """softmax(Q K^T / sqrt(head_dim) + mask), per head.
+    """softmax(Q K^T / sqrt(head_dim) + mask), per head (``scale=False``: softmax(Q K^T + mask),
+    the factor already in Q).
 
     A separate layer (rather than fused with the context product) so the
     probabilities can be inspected when checking attention is not degenerate.
     """
 
-    def __init__(self, num_heads, **kwargs):
+    def __init__(self, num_heads, scale: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
+        self.scale = scale
 
     def call(self, inputs):
         q, k, mask_add = inputs  # [1, seq, D], [1, seq, D], [1, 1, 1, seq]
@@ -252,11 +259,12 @@ class AttentionProbs(keras.layers.Layer):
         qh = _split_heads(q, self.num_heads)  # [1, h, seq, hd]
         kh = _split_heads(k, self.num_heads)  # [1, h, seq, hd]
         scores = ops.matmul(qh, ops.transpose(kh, (0, 1, 3, 2)))  # [1, h, seq, seq]
-        scores = scores * (1.0 / math.sqrt(head_dim))
+        if self.scale:
+            scores = scores * (1.0 / math.sqrt(head_dim))
         return ops.softmax(scores + mask_add, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads}
+        return {**super().get_config(), "num_heads": self.num_heads, "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="npmobilebert")
@@ -335,7 +343,7 @@ def self_attention(cfg, shared, h, layer_input, mask_add, p):
     q = _dense(cfg.intra_bottleneck, f"{p}_query")(shared)  # [seq, B] -> [seq, B]
     k = _dense(cfg.intra_bottleneck, f"{p}_key")(shared)  # [seq, B] -> [seq, B]
     v = _dense(cfg.intra_bottleneck, f"{p}_value")(h)  # [seq, H] -> [seq, B]
-    probs = AttentionProbs(cfg.num_heads, name=f"{p}_attn_probs")([q, k, mask_add])
+    probs = AttentionProbs(cfg.num_heads, cfg.attention_scale, name=f"{p}_attn_probs")([q, k, mask_add])
     ctx = AttentionContext(cfg.num_heads, name=f"{p}_attn_context")([probs, v])  # [seq, B]
     out = _dense(cfg.intra_bottleneck, f"{p}_attn_output_dense")(ctx)  # [seq, B] -> [seq, B]
     out = keras.layers.Add(name=f"{p}_attn_residual")([out, layer_input])

@@ -62,7 +62,7 @@ from build_mobilebert import (  # noqa: E402
     build_trained_like,
 )
 from builtin_batch_matmul import keep_batch_matmuls_builtin  # noqa: E402
-from fold_norms import fold_residual_scales  # noqa: E402
+from fold_norms import fold_attention_scale, fold_residual_scales  # noqa: E402
 
 SCHEMES = ("float32", "float16", "dynamic", "int8", "int8-per-tensor", "16x8")
 METADATA_NAME = "npmobilebert"
@@ -426,12 +426,14 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
         seed: int = 0, vocab: list[str] | None = None, labels: list[str] | None = None,
         calib_n: int = 100, calib_ids: str | None = None, keras_model: str | None = None,
         show: bool = True, log=sys.stderr, suffix: str = "",
-        extra: dict | None = None, fold_residual: bool = False,
+        extra: dict | None = None, fold_residual: bool = False, fold_attention: bool = False,
         builtin_batch_matmul: bool = False) -> dict[str, dict]:
     """Build (or load) the model, convert to each scheme, pack, write, verify.
     ``extra``: more entries for the metadata JSON (e.g. training provenance).
     ``fold_residual``: first fold the residual NoNorms' scales into the dense layers
     (fold_norms.py; the same function, no per-channel MUL left on the residual streams).
+    ``fold_attention``: fold the scores' 1 / sqrt(head_dim) into the query dense layers
+    (fold_norms.py; no scalar MUL after Q K^T).
     ``builtin_batch_matmul``: requantize any int8 BATCH_MATMUL rhs off zero point 0, so that
     none runs in XNNPACK (builtin_batch_matmul.py; the metadata lists the tensors changed)."""
     vocab = vocab or synthetic_vocab(cfg.vocab_size)
@@ -452,6 +454,9 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
     if fold_residual:
         model = fold_residual_scales(model, cfg, calib)
         cfg = replace(cfg, residual_scale=False)
+    if fold_attention:
+        model = fold_attention_scale(model, cfg)
+        cfg = replace(cfg, attention_scale=False)
 
     results = {}
     converted = convert_schemes(model, cfg, schemes, calib)
@@ -494,12 +499,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="don't print op histograms")
     ap.add_argument("--fold-residual-scales", action="store_true",
                     help="fold the residual NoNorms' scales into the dense layers first (fold_norms.py)")
+    ap.add_argument("--fold-attention-scale", action="store_true",
+                    help="fold the scores' 1/sqrt(head_dim) into the query dense layers first (fold_norms.py)")
     ap.add_argument("--builtin-batch-matmul", action="store_true",
                     help="requantize int8 BATCH_MATMUL rhs tensors off zero point 0 so XNNPACK takes none "
                          "(builtin_batch_matmul.py)")
     for f in fields(MobileBertConfig):
         if f.type in (bool, "bool"):
-            continue   # residual_scale: a trained model's; --fold-residual-scales removes it
+            continue   # residual_scale, attention_scale: a trained model's; --fold-* remove them
         flag = {"num_layers": "layers", "num_heads": "heads"}.get(f.name, f.name)
         ap.add_argument("--" + flag.replace("_", "-"), dest=flag, type=type(getattr(d, f.name)),
                         default=getattr(d, f.name))
@@ -515,7 +522,7 @@ def main(argv=None) -> int:
     run(config_from_args(a), schemes, a.out_dir, a.name, seed=a.seed, vocab=vocab,
         labels=labels, calib_n=a.calib_n, calib_ids=a.calib_ids, keras_model=a.keras_model,
         show=not a.quiet, suffix=a.suffix, fold_residual=a.fold_residual_scales,
-        builtin_batch_matmul=a.builtin_batch_matmul)
+        fold_attention=a.fold_attention_scale, builtin_batch_matmul=a.builtin_batch_matmul)
     return 0
 
 

@@ -28,8 +28,10 @@ Measured (float macro-F1, RepLab dev / TweetEval; 2 vCPUs):
   one stage, hidden from the start, --augment 5 --unlabeled-limit 100000
     --epochs 2 (12,124 steps)                                             0.503 / 0.489   86 min
   the same + --relation-weight 1 (the recipe, train_polarity.py)          0.534 / 0.489  93-136 min
+  the recipe's student + 2 more passes at lr 2.5e-4 (--init-from)         0.534 / 0.495  ~110 min
 More RepLab-like text did not close the gap to the teacher on unseen brands (0.561); learning
-where the teacher's tokens look did, on RepLab (+3.1 points), not on TweetEval.
+where the teacher's tokens look did, on RepLab (+3.1 points), not on TweetEval; training twice
+as long moved TweetEval by a noise-sized 0.6 and RepLab dev not at all. Not in the recipe.
 
 With several ``--teacher-dir`` the student learns from an ensemble of fine-tuning seeds: the
 mean of their stored logits (the word-replaced copies are labelled by all of them on the fly);

@@ -26,6 +26,10 @@ geometric mean over the stream's tensors (measured on calibration inputs): chann
 steps in proportion to their own range, not the widest channel's.
 
     model = fold_residual_scales(keras_model, cfg, calibration_samples)   # residual_scale=False
+
+The attention scores' 1 / sqrt(head_dim) is the same kind of constant: an int8 MUL by a scalar after
+each layer's Q K^T (reference: two roundings; XNNPACK: one). It folds exactly into the query dense
+layer, whose kernel and bias take the factor (``fold_attention_scale``; attention_scale=False).
 """
 
 from __future__ import annotations
@@ -135,4 +139,21 @@ def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: lis
     for layer in folded.layers:
         if layer.name in w:
             layer.set_weights([x.astype(np.float32) for x in w[layer.name]])
+    return folded
+
+
+def fold_attention_scale(model: keras.Model, cfg: MobileBertConfig) -> keras.Model:
+    """An ``attention_scale=False`` model computing the same function as ``model``: each layer's
+    query dense layer multiplied by 1 / sqrt(head_dim), so the scores need no scaling
+    (``(c q) k^T = c (q k^T)``: the same function up to one float32 rounding of each query weight)."""
+    if not cfg.attention_scale:
+        raise ValueError("the model's attention scores are already unscaled")
+    factor = 1.0 / np.sqrt(cfg.head_dim)
+    folded = build_model(dataclasses.replace(cfg, attention_scale=False))
+    for layer in folded.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name.endswith("_query"):
+            weights = [(np.asarray(x, np.float64) * factor).astype(np.float32) for x in weights]
+        if weights:
+            layer.set_weights(weights)
     return folded

@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-residual-scales", action="store_true",
                     help="convert the residual NoNorms' per-channel MULs as trained instead of folding them "
                          "into the dense layers first (fold_norms.py)")
+    ap.add_argument("--fold-attention-scale", action="store_true",
+                    help="fold the scores' 1/sqrt(head_dim) into the query dense layers first, so no int8 MUL "
+                         "scales them (fold_norms.py; off for the shipped files, made without it)")
     ap.add_argument("--allow-xnnpack-batch-matmul", action="store_true",
                     help="leave int8 BATCH_MATMULs whose rhs zero point is 0 as calibrated: XNNPACK then "
                          "takes them, with float32 requantization (builtin_batch_matmul.py)")
@@ -104,6 +107,7 @@ def main(argv=None) -> int:
                             labels=list(data.LABELS), calib_ids=str(calib),
                             keras_model=str(args.student_dir / "student.keras"), show=False,
                             extra=provenance, fold_residual=not args.keep_residual_scales,
+                            fold_attention=args.fold_attention_scale,
                             builtin_batch_matmul=not args.allow_xnnpack_batch_matmul)
 
     sets = {"replab_dev": str(SPLIT_DIR / "dev.tsv"), "tweeteval_val": str(data.TWEETEVAL)}

@@ -112,7 +112,8 @@ class TorchMobileBert(nn.Module):
         if qkv is not None:
             qkv.append(projections)                                   # 3 x [b, s, B]
         q, k, v = map(split, projections)
-        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd)) + mask_add  # [b, heads, s, s]
+        scale = 1.0 / math.sqrt(hd) if self.cfg.attention_scale else 1.0     # False: folded into Q
+        scores = (q @ k.transpose(-1, -2)) * scale + mask_add             # [b, heads, s, s]
         ctx = torch.softmax(scores, -1) @ v                           # [b, heads, s, hd]
         return ctx.transpose(1, 2).reshape(b, s, heads * hd)          # [b, s, B]
 
