@@ -91,8 +91,7 @@ def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: lis
     docstring); ``samples`` (calibration inputs) choose each stream's starting coordinate."""
     if not cfg.residual_scale:
         raise ValueError("the model's residual NoNorms have no scale to fold")
-    w = {layer.name: [np.asarray(x, np.float64) for x in layer.get_weights()] for layer in model.layers
-         if layer.get_weights()}
+    w = _weights(model)
     outer, inner = _stream_layers(cfg)
     names = [n for stream in [outer, *inner] for pair in stream for n in pair if n is not None]
     ranges = channel_ranges(model, names, samples)
@@ -135,11 +134,7 @@ def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: lis
         reads(f"{p}_out_bneck_dense", inner_d[-1])
     reads("logits", outer_d[-1])
 
-    folded = build_model(dataclasses.replace(cfg, residual_scale=False))
-    for layer in folded.layers:
-        if layer.name in w:
-            layer.set_weights([x.astype(np.float32) for x in w[layer.name]])
-    return folded
+    return _rebuild(cfg, w, residual_scale=False)
 
 
 def fold_attention_scale(model: keras.Model, cfg: MobileBertConfig) -> keras.Model:
@@ -149,11 +144,23 @@ def fold_attention_scale(model: keras.Model, cfg: MobileBertConfig) -> keras.Mod
     if not cfg.attention_scale:
         raise ValueError("the model's attention scores are already unscaled")
     factor = 1.0 / np.sqrt(cfg.head_dim)
-    folded = build_model(dataclasses.replace(cfg, attention_scale=False))
-    for layer in folded.layers:
-        weights = model.get_layer(layer.name).get_weights()
-        if layer.name.endswith("_query"):
-            weights = [(np.asarray(x, np.float64) * factor).astype(np.float32) for x in weights]
-        if weights:
-            layer.set_weights(weights)
-    return folded
+    w = _weights(model)
+    for name in w:
+        if name.endswith("_query"):
+            w[name] = [x * factor for x in w[name]]
+    return _rebuild(cfg, w, attention_scale=False)
+
+
+def _weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    """Each layer's weights by layer name, in float64 (folding multiplies before rounding once)."""
+    return {layer.name: [np.asarray(x, np.float64) for x in layer.get_weights()] for layer in model.layers
+            if layer.get_weights()}
+
+
+def _rebuild(cfg: MobileBertConfig, weights: dict[str, list[np.ndarray]], **changes) -> keras.Model:
+    """The model of ``cfg`` with ``changes``, each layer's weights taken by name from ``weights``."""
+    model = build_model(dataclasses.replace(cfg, **changes))
+    for layer in model.layers:
+        if layer.name in weights:
+            layer.set_weights([x.astype(np.float32) for x in weights[layer.name]])
+    return model
