@@ -66,16 +66,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     clf = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train], args.C)
     fit_s = time.perf_counter() - t0
-
-    sets = {
-        "replab_dev": ([normalize_tweet(r["text"]) for r in dev], [r["label"] for r in dev]),
-        "tweeteval_val": ([normalize_tweet(r.text) for r in tweeteval], [r.label for r in tweeteval]),
-    }
-    reports = {}
-    for name, (x, y) in sets.items():
-        reports[name] = classification_report(y, list(clf.predict(x)), LABELS)
     print(f"TF-IDF + logistic regression, trained on {len(train):,} RepLab train-split tweets in {fit_s:.1f} s")
-    print(format_reports(list(reports.values()), list(reports)))
+    reports = evaluate(lambda texts: list(clf.predict([normalize_tweet(t) for t in texts])), dev, tweeteval)
 
     import sklearn
     doc = {
@@ -84,12 +76,25 @@ def main(argv=None) -> int:
         "train": {"data": "replab2013/train_en.tsv, train part of tools/replab_split.json", "rows": len(train)},
         "results": reports,
     }
-    for path in [args.out] + ([args.summary] if args.summary else []):
-        path = Path(path)
+    write_results(doc, [args.out] + ([args.summary] if args.summary else []))
+    return 0
+
+
+def evaluate(predict, dev: list[dict], tweeteval: list) -> dict[str, dict]:
+    """Reports on the RepLab dev rows and the TweetEval rows, printed side by side; ``predict``
+    maps raw tweet texts to labels."""
+    sets = {"replab_dev": ([r["text"] for r in dev], [r["label"] for r in dev]),
+            "tweeteval_val": ([r.text for r in tweeteval], [r.label for r in tweeteval])}
+    reports = {name: classification_report(y, predict(x), LABELS) for name, (x, y) in sets.items()}
+    print(format_reports(list(reports.values()), list(reports)))
+    return reports
+
+
+def write_results(doc: dict, paths: list[str]) -> None:
+    for path in map(Path, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_json(path, doc)
         print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
