@@ -10,6 +10,7 @@ stderr, no traceback).  Inputs (text, token ids, arrays) and output paths get th
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -625,3 +627,141 @@ def test_cli_long_text_warns_in_one_line(tmp_path):
     assert r.returncode == 0, err
     assert err.strip().splitlines() == [next(line for line in err.splitlines() if line.startswith("warning:"))]
     assert "truncated to the model's 16" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Found by trying to break every command (one defect each; each test failed before its fix)
+# --------------------------------------------------------------------------------------------
+
+
+def _one_error_line(r) -> str:
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines()
+             if not line.startswith(("warning: ", "running both models"))]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    """click's own usage errors (a directory for a file, a value out of range, a missing option)
+    were three lines: usage, a hint, the error."""
+    for args, needle in [(["run", "-m", str(tmp_path), "--ids", "101 102"], "is a directory"),
+                         (["dump", "--threads", "0", "--out", str(tmp_path / "d.npz")], "0 is not in the range"),
+                         (["explain", "-m", str(TINY)], "Missing option '--op'"),
+                         (["no-such-command"], "No such command")]:
+        assert needle in _one_error_line(cli(*args)), args
+    assert b"Commands:" in cli().stdout + cli().stderr      # `npmobilebert` alone still shows the help
+
+
+def test_files_without_texts_are_refused(tmp_path):
+    """A --file with no text in it was an empty list, which verify, lint, layer-error and bench
+    quietly replaced with random inputs (exit 0 on inputs the user never chose)."""
+    from npmobilebert.cli import read_texts
+
+    files = {"empty.txt": "", "header-only.tsv": "label\ttext\n", "blank-texts.tsv": "label\ttext\npositive\t  \n"}
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")         # blank-texts.tsv: "skipped 1 rows with an empty text"
+            with pytest.raises(InputError, match=rf"{name}: no texts in the file"):
+                read_texts(str(tmp_path / name))
+    line = _one_error_line(cli("verify", "-m", str(TINY), "--file", str(tmp_path / "empty.txt")))
+    assert "no texts in the file" in line
+
+
+def test_labelled_tsv_names_the_line_of_a_bad_byte(tmp_path):
+    """eval's message said 'invalid continuation byte at byte 23 of a block': an offset into a read
+    buffer, not into the file."""
+    from npmobilebert.classify import read_labelled_tsv
+
+    path = tmp_path / "gold.tsv"
+    path.write_bytes("label\ttext\npositive\tgood\nneutral\tcaf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"gold.tsv: not UTF-8 text \(byte 0xe9 on line 3\)"):
+        read_labelled_tsv(str(path))
+
+
+def test_unreadable_dumps_are_one_line(tmp_path):
+    """verify --against an empty file printed a blank line and 'aborted' (exit 130: np.load's
+    EOFError, which click takes for Ctrl-D); a damaged entry was an internal error (BadZipFile)."""
+    from npmobilebert.dump import DUMP_FORMAT, META_KEY, Dump
+    from npmobilebert.fileio import save_npz
+
+    empty = tmp_path / "run.npz"
+    empty.write_bytes(b"")
+    line = _one_error_line(cli("verify", "-m", str(TINY), "--against", str(empty)))
+    assert "run.npz: not a readable .npz dump" in line
+
+    good = tmp_path / "good.npz"
+    save_npz(good, {META_KEY: np.array(json.dumps({"format": DUMP_FORMAT})), "t": np.arange(4096, dtype=np.int32)})
+    data = bytearray(good.read_bytes())
+    data[data.index(np.arange(4096, dtype=np.int32).tobytes()) + 1000] ^= 0xFF   # in t's data: a bad CRC
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(bytes(data))
+    dump = Dump(str(damaged))
+    with pytest.raises(InputError, match=r"damaged.npz: its entry t is not readable \(Bad CRC-32"):
+        dump.get("t")
+    dump.close()
+
+
+def test_layer_error_model_without_outputs_and_no_inputs(tmp_path):
+    """A float model with no graph outputs was an internal error (IndexError); --random 0 with no
+    text printed a table of infinite SQNRs computed from no input at all (exit 0)."""
+    from npmobilebert.layer_error import layer_error
+
+    floating = FIXTURES / "tiny_float32.tflite"
+    no_outputs = load_model(edited(lambda m, sg: setattr(sg, "outputs", [])))
+    f_model = load_model(floating)
+    arrays = InputMaker(_MODEL).random(np.random.default_rng(0)).arrays
+    report = layer_error(_MODEL, f_model, Interpreter(_MODEL), Interpreter(f_model), [arrays], [arrays])
+    assert report.labels_agree == 1
+    report = layer_error(f_model, no_outputs, Interpreter(f_model), Interpreter(no_outputs), [arrays], [arrays])
+    assert report.labels_agree == 0 and report.inputs == 1
+
+    line = _one_error_line(cli("layer-error", "-m", str(TINY), "--float", str(floating), "--random", "0"))
+    assert "nothing to compare" in line
+
+
+def test_atomic_writes_to_links_pipes_and_their_mode(tmp_path):
+    """atomic_path renamed its temporary file over whatever the path named: a symlink became a
+    plain file, and a pipe or device (--json /dev/stdout, --save /dev/null) was replaced by a
+    regular file when run as root.  Its files were also mode 0600 (mkstemp's), not the umask's."""
+    import stat
+
+    from npmobilebert.fileio import save_json
+
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real.name)
+    save_json(link, {"x": 1})
+    assert link.is_symlink() and real.read_text().startswith('{\n  "x": 1')
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(real.stat().st_mode) == 0o666 & ~umask
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # a reader is there: the writer does not block
+    try:
+        save_json(fifo, {"y": 2})
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+        assert os.read(reader, 1 << 16).startswith(b'{\n  "y": 2')
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "pipe", "real.json"]
+
+
+def test_layer_error_plot_is_a_png_written_atomically(tmp_path):
+    """plot_report called savefig(path): a name not ending in .png was an internal error after the
+    whole run (matplotlib's 'Format 'txt' is not supported'), and the file was not written atomically."""
+    pytest.importorskip("matplotlib")
+    from npmobilebert.layer_error import layer_error, plot_report
+
+    f_model = load_model(FIXTURES / "tiny_float32.tflite")
+    arrays = InputMaker(_MODEL).random(np.random.default_rng(0)).arrays
+    report = layer_error(_MODEL, f_model, Interpreter(_MODEL), Interpreter(f_model), [arrays], [arrays])
+    plot_report(report, str(tmp_path / "errors.txt"))
+    assert (tmp_path / "errors.txt").read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir()] == ["errors.txt"]

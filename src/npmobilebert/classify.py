@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .fileio import first_bad_byte
 
 ENGINES = ("litert", "litert-ref", "numpy")
 _RESOLVER = {"litert": "default", "litert-ref": "ref"}
@@ -70,8 +71,8 @@ def read_labelled_tsv(path: str, limit: int | None = None) -> list[LabelledRow]:
                 rows.append(LabelledRow(k, label, text))
                 if limit and len(rows) >= limit:
                     break
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start} of a block)") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
     except csv.Error as e:  # pragma: no cover - kept for symmetry with read_texts
         raise InputError(f"{path}: not a readable TSV ({e})") from None
     if not rows:

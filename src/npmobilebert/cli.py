@@ -36,10 +36,13 @@ def _load(model_path: str | None):
 def read_texts(path: str, limit: int | None = None) -> list[str]:
     """Texts from a TSV with a header holding a 'text' column, or from a plain file, one a line.
 
-    Blank texts are skipped (in a TSV, with a warning: its rows are counted).
+    Blank texts are skipped (in a TSV, with a warning: its rows are counted); a file without
+    any text is an error, not an empty list the caller would quietly replace with random inputs.
     """
     import csv
     import warnings
+
+    from .fileio import first_bad_byte
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -53,22 +56,12 @@ def read_texts(path: str, limit: int | None = None) -> list[str]:
             else:
                 texts = [line.rstrip("\n") for line in f if line.strip()]
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text ({_first_bad_byte(path)})") from None
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
     except csv.Error as e:
         raise InputError(f"{path}: not a readable TSV ({e})") from None
+    if not texts:
+        raise InputError(f"{path}: no texts in the file")
     return texts[:limit] if limit else texts
-
-
-def _first_bad_byte(path: str) -> str:
-    """Where a file stops being UTF-8 (the decoder's own offsets are relative to a read block)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        return f"byte 0x{raw[e.start]:02x} on line {line}"
-    return "undecodable bytes"
 
 
 def _one_input(model, text, ids_text, seed):
@@ -523,6 +516,8 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     q_interp, f_interp = Interpreter(quant, numerics=numerics), Interpreter(floating)
     q_maker, f_maker = InputMaker(quant), InputMaker(floating)
     q_sets = _input_sets(q_maker, texts, [], texts_file, limit, n_random, seed, default_random=5)
+    if not q_sets:
+        raise InputError("nothing to compare: give --random N, --text or --file")
     # the float model gets the same token ids (random ones included)
     f_sets = [f_maker.from_ids(_ids_of(q_maker, s)) if q_maker.is_bert else s for s in q_sets]
     with click.progressbar(length=len(q_sets), label="running both models", file=sys.stderr,
@@ -658,6 +653,14 @@ def entry():
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        # one line like any other bad input (click's own is three: usage, a hint, the error)
+        if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            e.show()                    # `npmobilebert` alone: the help
+        else:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(2 if e.exit_code == 2 else e.exit_code)

@@ -142,22 +142,27 @@ class Dump:
         self.path = path
         try:
             self._z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # EOFError: an empty file
             raise InputError(f"{path}: not a readable .npz dump ({' '.join(str(e).split())})") from None
         if not hasattr(self._z, "files") or META_KEY not in self._z.files:
             raise InputError(f"{path}: not an npmobilebert dump (no {META_KEY} entry; "
                              f"make one with 'npmobilebert dump')")
+        self.files = set(self._z.files)
         try:
-            self.meta = json.loads(str(self._z[META_KEY][()]))
+            self.meta = json.loads(str(self.get(META_KEY)[()]))
         except (ValueError, TypeError) as e:
             raise InputError(f"{path}: its {META_KEY} entry is not JSON ({e})") from None
         if not isinstance(self.meta, dict) or self.meta.get("format") != DUMP_FORMAT:
             raise InputError(f"{path}: unknown dump format {self.meta.get('format') if isinstance(self.meta, dict) else None!r}"
                              f" (this version reads {DUMP_FORMAT})")
-        self.files = set(self._z.files)
 
     def get(self, key: str) -> np.ndarray | None:
-        return self._z[key] if key in self.files else None
+        if key not in self.files:
+            return None
+        try:
+            return self._z[key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # a damaged member
+            raise InputError(f"{self.path}: its entry {key} is not readable ({' '.join(str(e).split())})") from None
 
     def close(self) -> None:
         self._z.close()

@@ -35,11 +35,32 @@ def check_writable(path: str | os.PathLike) -> None:
     parent = target.parent
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a directory")
+    if _is_special(target):     # /dev/stdout, /dev/null, a pipe: written in place
+        if not os.access(target, os.W_OK):
+            raise InputError(f"cannot write {target}: permission denied")
+        return
     if not parent.is_dir():
         reason = "is not a directory" if parent.exists() else "does not exist"
         raise InputError(f"cannot write {target}: the directory {parent} {reason}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {target}: the directory {parent} is not writable")
+
+
+def _is_special(path: Path) -> bool:
+    """An existing path that is not a regular file or a directory (a device, a pipe)."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def first_bad_byte(path: str | os.PathLike) -> str:
+    """Where a file stops being UTF-8 (the decoder's own offsets are relative to a read block)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"byte 0x{raw[e.start]:02x} on line {line}"
+    return "undecodable bytes"
 
 
 @contextmanager
@@ -48,18 +69,31 @@ def atomic_path(path: str | os.PathLike):
 
     Whatever goes wrong -- an exception in the writer, Ctrl-C, a full disk -- the temporary file
     is removed and ``path`` keeps its old content (or stays absent).  OSErrors become one-line
-    :class:`InputError` naming ``path``, not the temporary name the user never chose.
+    :class:`InputError` naming ``path``, not the temporary name the user never chose.  A symlink
+    keeps pointing at its (replaced) file; a device or a pipe (``/dev/stdout``) is written in place.
     """
     check_writable(path)
     target = Path(path)
+    if _is_special(target):
+        # a device or a pipe has no directory entry to replace: renaming over /dev/stdout would
+        # replace the device with a file (as root), so it is written in place, not atomically
+        try:
+            yield str(target)
+        except OSError as e:
+            raise InputError(f"cannot write {target}: {e.strerror or e}") from None
+        return
+    final = Path(os.path.realpath(target))    # a symlink keeps pointing at the file it names
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     except OSError as e:
         raise InputError(f"cannot write {target}: {e.strerror or e}") from None
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would make every report private to its writer
         yield tmp
-        os.replace(tmp, target)
+        os.replace(tmp, final)
     except OSError as e:
         raise InputError(f"cannot write {target}: {e.strerror or e}") from None
     finally:

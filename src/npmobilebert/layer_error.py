@@ -176,8 +176,8 @@ def layer_error(quant_model, float_model, quant_interp, float_interp, quant_inpu
     for k, (qa, fa) in enumerate(zip(quant_inputs, float_inputs)):
         qv = quant_interp.run_all(qa)
         fv = float_interp.run_all(fa)
-        q_out = qv.get(quant_model.outputs[0])
-        f_out = fv.get(float_model.outputs[0])
+        q_out = qv.get(quant_model.outputs[0]) if quant_model.outputs else None
+        f_out = fv.get(float_model.outputs[0]) if float_model.outputs else None
         if q_out is not None and f_out is not None and q_out.size == f_out.size:
             agree += int(np.argmax(q_out) == np.argmax(f_out))
         for m in matches:
@@ -222,7 +222,7 @@ def format_report(report: LayerErrorReport, all_tensors: bool = False) -> str:
 
 def plot_report(report: LayerErrorReport, path: str, title: str | None = None) -> None:
     """SQNR and cosine similarity per op, in graph order, one colour per op type."""
-    from .fileio import pyplot
+    from .fileio import atomic_path, pyplot
 
     plt = pyplot()
 
@@ -249,7 +249,8 @@ def plot_report(report: LayerErrorReport, path: str, title: str | None = None) -
                   f" {os.path.basename(report.quant_path or '')} vs {os.path.basename(report.float_path or '')},"
                   f" {report.inputs} inputs", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)     # a PNG whatever the name ends with, as bench's
     plt.close(fig)
 
 
