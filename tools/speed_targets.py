@@ -113,8 +113,8 @@ def describe(model: str, threads: int, r: dict) -> list[str]:
              f"  numpy / litert = {r.get('numpy_vs_litert', float('nan')):.2f}x   "
              f"litert-ref / numpy = {r.get('ref_vs_numpy', float('nan')):.2f}x   "
              f"trace / numpy = {r.get('trace_vs_numpy', float('nan')):.2f}x",
-             f"  open {r['open_s']:.3f} s   peak RSS {r['peak_rss_mb']:.0f} MB = file {r['file_mb']:.1f} MB "
-             f"+ {r['rss_over_file_mb']:.0f} MB"]
+             f"  open {r['open_s']:.3f} s   peak RSS {r['peak_rss_mb']:.0f} MiB = file {r['file_mb']:.1f} MiB "
+             f"+ {r['rss_over_file_mb']:.0f} MiB"]
     if "rounds" in r:
         for key, label in (("numpy_vs_litert", "numpy / litert"), ("ref_vs_numpy", "litert-ref / numpy")):
             values = [x[key] for x in r["rounds"] if key in x]
@@ -195,7 +195,7 @@ def markdown(data: dict) -> str:
              + ". `open` is loading and preparing "
              "the model (imports done); peak RSS is the process's (VmHWM), Python and NumPy included.", "",
              "| model | threads | numpy ms | LiteRT XNNPACK ms | numpy / XNNPACK (<= 3) | LiteRT ref ms "
-             "| ref / numpy (>= 5) | numpy-trace / numpy (<= 1.3) | open s (<= 0.2) | peak RSS MB | file MB "
+             "| ref / numpy (>= 5) | numpy-trace / numpy (<= 1.3) | open s (<= 0.2) | peak RSS MiB | file MiB "
              "| RSS - file (<= 150) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in data["summary"]:

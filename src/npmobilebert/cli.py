@@ -536,8 +536,8 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
 
 engine_option = click.option("--engine", type=click.Choice(["litert", "litert-ref", "numpy"]), default="litert",
                              show_default=True,
-                             help="litert: LiteRT with XNNPACK, a worker process per core on large inputs; "
-                             "litert-ref: LiteRT's reference kernels; numpy: our interpreter, one process.")
+                             help="litert: LiteRT with XNNPACK; litert-ref: LiteRT's reference kernels; numpy: "
+                             "our interpreter. Each runs a worker process per core on large inputs.")
 
 
 @main.command("eval")
@@ -549,7 +549,7 @@ engine_option = click.option("--engine", type=click.Choice(["litert", "litert-re
               help="Also write the metrics as JSON (one object per model; a list when several).")
 @click.option("--limit", type=click.IntRange(1, None), default=None, help="Use the first N rows only.")
 @click.option("--processes", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes for the LiteRT engines (default: one per core on large files).")
+              help="Worker processes, any engine (default: one per core on large files).")
 def eval_command(models, data, engine, json_path, limit, processes):
     """Accuracy, macro-F1, per-class precision/recall/F1 and confusion matrix on a labelled TSV.
 
