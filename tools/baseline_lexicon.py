@@ -9,13 +9,16 @@ Labels from VADER's compound score with its authors' thresholds: >= 0.05 positiv
 negative, neutral between. It reads the raw tweet (its rules use capitals and punctuation).
 
 ``--stack`` also asks whether the lexicon adds to a model trained on RepLab, with every choice
-made on RepLab's train split alone: the TF-IDF baseline's class log-probabilities, out-of-fold
-(5 folds grouped by entity, so each train tweet is scored by a model that never saw its brand),
-then a logistic regression (balanced class weights) on those 3 columns, and on those plus
-VADER's 4 scores (neg, neu, pos, compound); each scored on dev and TweetEval through the baseline
-fitted on all of train. The first isolates what the stacking alone changes. ~3 min on 2 cores.
+made on RepLab's train split alone: the model's class scores of each train tweet, out-of-fold
+(folds of whole brands, so each train tweet is scored by a model that never saw its brand), then
+a logistic regression (balanced class weights) on those 3 columns, and on those plus VADER's 4
+scores (neg, neu, pos, compound); each applied to the dev and TweetEval scores of the model
+fitted on all of train. The first isolates what the stacking alone changes. The models: the
+TF-IDF baseline (log-probabilities, 5 folds, ~3 min on 2 cores) and, with ``--teacher DIR``, the
+fine-tuned MiniLM teacher (logits; its out-of-fold runs from ``train_teacher.py --fold K --folds
+N`` under DIR, N from ``--teacher-folds``).
 
-    python tools/baseline_lexicon.py [--stack] [--replab TSV] [--tweeteval TSV] [--summary docs/lexicon_baseline.json]
+    python tools/baseline_lexicon.py [--stack [--teacher DIR]] [--summary docs/lexicon_baseline.json]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 from baseline_tfidf import SHARED, evaluate, fit_baseline, write_results  # noqa: E402
-from split_replab import SPLIT_JSON, apply_split  # noqa: E402
+from split_replab import SPLIT_JSON, apply_split, entity_folds  # noqa: E402
 
 from npmobilebert.classify import read_labelled_tsv  # noqa: E402
 from npmobilebert.text import normalize_tweet  # noqa: E402
@@ -50,29 +53,52 @@ def vader_labels(texts: list[str]) -> list[str]:
     return ["positive" if c >= THRESHOLD else "negative" if c <= -THRESHOLD else "neutral" for c in compound]
 
 
-def stacked_predictors(train: list[dict], folds: int = 5) -> dict:
-    """{name: predict(texts) -> labels} for the TF-IDF baseline stacked alone and with VADER's
-    scores, every fit on ``train`` (see the module docstring)."""
+def stacked_reports(name: str, out_of_fold: np.ndarray, scores: dict[str, np.ndarray], train: list[dict],
+                    dev: list[dict], tweeteval: list) -> dict[str, dict]:
+    """Reports of the two stackers of one model (see the module docstring): ``out_of_fold`` its
+    [n_train, 3] out-of-fold scores, ``scores`` its [n, 3] scores of "replab_dev" and "tweeteval_val"."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
 
-    texts = [normalize_tweet(r["text"]) for r in train]
-    labels = np.array([r["label"] for r in train])
-    out_of_fold = np.zeros((len(train), 3))                                      # [n_train, 3 classes]
-    for fit_rows, held_out in GroupKFold(folds).split(texts, labels, [r["entity_id"] for r in train]):
-        fold = fit_baseline([texts[i] for i in fit_rows], list(labels[fit_rows]))
-        out_of_fold[held_out] = fold.predict_log_proba([texts[i] for i in held_out])
-    baseline = fit_baseline(texts, list(labels))
-    lexicon = vader_scores([r["text"] for r in train])
-
-    def stacked(with_lexicon: bool):
-        columns = (lambda lp, raw: np.hstack([lp, vader_scores(raw)])) if with_lexicon else (lambda lp, raw: lp)
+    lexicon = {"train": vader_scores([r["text"] for r in train]),                # [n, 4] per set
+               "replab_dev": vader_scores([r["text"] for r in dev]),
+               "tweeteval_val": vader_scores([r.text for r in tweeteval])}
+    columns = {"stacked": lambda x, _: x,
+               "stacked_with_vader": lambda x, set_name: np.hstack([x, lexicon[set_name]])}
+    reports = {}
+    for suffix, cols in columns.items():
         stacker = LogisticRegression(class_weight="balanced", max_iter=2000)
-        stacker.fit(np.hstack([out_of_fold, lexicon]) if with_lexicon else out_of_fold, labels)
-        return lambda raw: list(stacker.predict(columns(baseline.predict_log_proba(
-            [normalize_tweet(t) for t in raw]), raw)))
+        stacker.fit(cols(out_of_fold, "train"), [r["label"] for r in train])
+        print(f"\n{name}_{suffix}")
+        reports[f"{name}_{suffix}"] = evaluate(
+            lambda set_name, _, stacker=stacker, cols=cols: list(stacker.predict(cols(scores[set_name], set_name))),
+            dev, tweeteval)
+    return reports
 
-    return {"tfidf_stacked": stacked(False), "tfidf_stacked_with_vader": stacked(True)}
+
+def tfidf_scores(train: list[dict], dev: list[dict], tweeteval: list, n_folds: int = 5):
+    """The TF-IDF baseline's out-of-fold train log-probabilities and its dev / TweetEval ones."""
+    texts = [normalize_tweet(r["text"]) for r in train]
+    labels = [r["label"] for r in train]
+    out_of_fold = np.zeros((len(train), 3))                                      # [n_train, 3 classes]
+    for held_out in entity_folds(train, n_folds):
+        fit_rows = np.setdiff1d(np.arange(len(train)), held_out)
+        fold = fit_baseline([texts[i] for i in fit_rows], [labels[i] for i in fit_rows])
+        out_of_fold[held_out] = fold.predict_log_proba([texts[i] for i in held_out])
+    baseline = fit_baseline(texts, labels)
+    return out_of_fold, {"replab_dev": baseline.predict_log_proba([normalize_tweet(r["text"]) for r in dev]),
+                         "tweeteval_val": baseline.predict_log_proba([normalize_tweet(r.text) for r in tweeteval])}
+
+
+def teacher_scores(teacher_dir: Path, n_train: int, n_folds: int):
+    """The teacher's out-of-fold train logits (its --fold runs) and its dev / TweetEval logits.
+    Rows follow the same split and fold assignment as train_teacher.py's."""
+    from polarity_data import replab_train_folds
+
+    out_of_fold = np.full((n_train, 3), np.nan)
+    for k, held_out in enumerate(replab_train_folds(n_folds)):
+        out_of_fold[held_out] = np.load(teacher_dir / f"fold_{k}_of_{n_folds}" / "logits_heldout.npy")
+    return out_of_fold, {"replab_dev": np.load(teacher_dir / "logits_dev.npy"),
+                         "tweeteval_val": np.load(teacher_dir / "logits_tweeteval.npy")}
 
 
 def main(argv=None) -> int:
@@ -81,25 +107,30 @@ def main(argv=None) -> int:
     ap.add_argument("--tweeteval", default=str(SHARED / "tweeteval/val.tsv"))
     ap.add_argument("--split", default=str(SPLIT_JSON))
     ap.add_argument("--stack", action="store_true", help="also stack the TF-IDF baseline with VADER's scores")
+    ap.add_argument("--teacher", type=Path, default=None, help="with --stack: also the teacher of this work dir")
+    ap.add_argument("--teacher-folds", type=int, default=3)
     ap.add_argument("--summary", default=None, help="write the numbers (no text) here, e.g. docs/lexicon_baseline.json")
     args = ap.parse_args(argv)
 
     _, train, dev = apply_split(args.replab, args.split)
     tweeteval = read_labelled_tsv(args.tweeteval)
     print("VADER sentiment lexicon, untrained (compound score, thresholds +-0.05)")
-    reports = evaluate(vader_labels, dev, tweeteval)
+    reports = evaluate(lambda _, texts: vader_labels(texts), dev, tweeteval)
 
     from importlib.metadata import version
     doc = {"model": f"VADER sentiment lexicon (vaderSentiment {version('vaderSentiment')}), compound score, "
                     f"thresholds +-{THRESHOLD}, raw tweet text; no training",
            "results": reports}
     if args.stack:
-        doc["stacked"] = {"about": "logistic regression (balanced) on the TF-IDF baseline's out-of-fold class "
-                                   "log-probabilities (5 entity-grouped folds of the RepLab train split), alone "
-                                   "and with VADER's neg/neu/pos/compound; all fitted on the train split only"}
-        for name, predict in stacked_predictors(train).items():
-            print(f"\n{name}")
-            doc["stacked"][name] = evaluate(predict, dev, tweeteval)
+        doc["stacked"] = {"about": "logistic regression (balanced) on a model's out-of-fold class scores of the "
+                                   "RepLab train split (folds of whole brands), alone and with VADER's "
+                                   "neg/neu/pos/compound; fitted on the train split only. tfidf: the baseline's "
+                                   "log-probabilities, 5 folds; teacher: the MiniLM teacher's logits, "
+                                   f"{args.teacher_folds} folds"}
+        doc["stacked"] |= stacked_reports("tfidf", *tfidf_scores(train, dev, tweeteval), train, dev, tweeteval)
+        if args.teacher:
+            doc["stacked"] |= stacked_reports("teacher", *teacher_scores(args.teacher, len(train), args.teacher_folds),
+                                              train, dev, tweeteval)
     if args.summary:
         write_results(doc, [args.summary])
     return 0

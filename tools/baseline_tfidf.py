@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     clf = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train], args.C)
     fit_s = time.perf_counter() - t0
     print(f"TF-IDF + logistic regression, trained on {len(train):,} RepLab train-split tweets in {fit_s:.1f} s")
-    reports = evaluate(lambda texts: list(clf.predict([normalize_tweet(t) for t in texts])), dev, tweeteval)
+    reports = evaluate(lambda _, texts: list(clf.predict([normalize_tweet(t) for t in texts])), dev, tweeteval)
 
     import sklearn
     doc = {
@@ -81,11 +81,11 @@ def main(argv=None) -> int:
 
 
 def evaluate(predict, dev: list[dict], tweeteval: list) -> dict[str, dict]:
-    """Reports on the RepLab dev rows and the TweetEval rows, printed side by side; ``predict``
-    maps raw tweet texts to labels."""
+    """Reports on the RepLab dev rows and the TweetEval rows, printed side by side;
+    ``predict(set_name, raw texts)`` gives their labels ("replab_dev", "tweeteval_val")."""
     sets = {"replab_dev": ([r["text"] for r in dev], [r["label"] for r in dev]),
             "tweeteval_val": ([r.text for r in tweeteval], [r.label for r in tweeteval])}
-    reports = {name: classification_report(y, predict(x), LABELS) for name, (x, y) in sets.items()}
+    reports = {name: classification_report(y, predict(name, x), LABELS) for name, (x, y) in sets.items()}
     print(format_reports(list(reports.values()), list(reports)))
     return reports
 

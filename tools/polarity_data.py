@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from split_replab import LABELS, apply_split
+from split_replab import LABELS, apply_split, entity_folds
 
 from npmobilebert.text import Tokenizer
 
@@ -79,6 +79,16 @@ def replab_split() -> tuple[TokenSet, TokenSet]:
     """(train, dev) of the committed entity-grouped split."""
     _, train, dev = apply_split(REPLAB)
     return labelled(train), labelled(dev)
+
+
+def replab_train_folds(n_folds: int) -> list[np.ndarray]:
+    """Held-out indices into replab_split()'s train rows, whole brands per fold."""
+    _, train, _ = apply_split(REPLAB)
+    return entity_folds(train, n_folds)
+
+
+def subset(items: TokenSet, rows: np.ndarray) -> TokenSet:
+    return TokenSet([items.ids[i] for i in rows], None if items.labels is None else items.labels[rows])
 
 
 def tweeteval() -> TokenSet:

@@ -30,6 +30,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from npmobilebert.fileio import atomic_path, save_json
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +91,15 @@ def search_split(rows: list[dict], seed: int, target: float, trials: int) -> lis
         if score < best_score:
             best, best_score = sorted(dev), score
     return best
+
+
+def entity_folds(rows: list[dict], n_folds: int) -> list[np.ndarray]:
+    """The held-out row indices of each of ``n_folds`` folds, whole entities per fold (sklearn's
+    GroupKFold: deterministic, folds balanced by rows), for out-of-fold scores of train rows."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = [r["entity_id"] for r in rows]
+    return [held_out for _, held_out in GroupKFold(n_folds).split(groups, groups=groups)]
 
 
 def describe(name: str, rows: list[dict]) -> str:

@@ -13,7 +13,13 @@ Outputs under --work-dir (default ~/.cache/npmobilebert/train/teacher):
   metrics.json          dev and TweetEval reports (corrected and plain argmax), parameter count, size
   logits_{train,dev,tweeteval,unlabeled}.npy   float32 [n, 3], rows in the data's order
 
+With ``--fold K --folds N`` it trains the same recipe on the train rows outside fold K (whole
+brands held out, split_replab.entity_folds) under <work-dir>/fold_K_of_N, and writes
+logits_heldout.npy for fold K's rows only: the N runs give every train tweet a teacher score from
+a teacher that never saw its brand (out-of-fold scores, for tools/baseline_lexicon.py --teacher).
+
     python tools/train_teacher.py            # ~20 min on 2 cores; rerun to resume
+    for k in 0 1 2; do python tools/train_teacher.py --fold $k --folds 3; done   # ~15 min each
 """
 
 from __future__ import annotations
@@ -82,22 +88,31 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--prior-tau", type=float, default=1.0,
                     help="logit adjustment -tau*log(train prior) in the decision rule (0: plain argmax)")
+    ap.add_argument("--fold", type=int, default=None, help="hold out this fold of the train split's brands")
+    ap.add_argument("--folds", type=int, default=3, help="how many folds --fold counts")
     args = ap.parse_args(argv)
+    if args.fold is not None and not 0 <= args.fold < args.folds:
+        ap.error(f"--fold must be in 0..{args.folds - 1}")
     trainlib.seed_everything(args.seed)
     trainlib.configure_cpu(args.threads)
-    work = args.work_dir
+    work = args.work_dir if args.fold is None else args.work_dir / f"fold_{args.fold}_of_{args.folds}"
     work.mkdir(parents=True, exist_ok=True)
 
     train_set, dev_set = data.replab_split()
-    print(f"train {len(train_set)}  dev {len(dev_set)}  (seq_len {data.SEQ_LEN})")
+    if args.fold is None:
+        sets = {"train": train_set, "dev": dev_set, "tweeteval": data.tweeteval(), "unlabeled": data.unlabeled()}
+    else:
+        held_out = data.replab_train_folds(args.folds)[args.fold]
+        sets = {"heldout": data.subset(train_set, held_out)}
+        train_set = data.subset(train_set, np.setdiff1d(np.arange(len(train_set)), held_out))
+    print(f"train {len(train_set)}  " + "  ".join(f"{k} {len(v)}" for k, v in sets.items() if k != "train")
+          + f"  (seq_len {data.SEQ_LEN})")
     model = load_teacher()
     t0 = time.time()
     train(model, train_set, args, work)
     train_s = time.time() - t0
 
     forward = forward_fn(model)
-    sets = {"train": train_set, "dev": dev_set, "tweeteval": data.tweeteval(),
-            "unlabeled": data.unlabeled()}
     metrics = {"params": sum(p.numel() for p in model.parameters()),
                "train_seconds_this_run": round(train_s, 1), "recipe": vars(args) | {"work_dir": str(work)}}
     correction = trainlib.prior_correction(train_set.labels, args.prior_tau)
