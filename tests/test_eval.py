@@ -273,6 +273,27 @@ def test_replab_split_is_reproducible():
     assert len(dev) == doc["counts"]["dev"]["rows"]
 
 
+def test_entity_folds_hold_out_whole_brands_of_the_train_split():
+    """The out-of-fold teacher runs (train_teacher.py --fold) and the stacking in
+    baseline_lexicon.py rely on it: the folds partition the train rows, no brand is in two folds,
+    and the same rows come back every call (each --fold run recomputes them)."""
+    pytest.importorskip("sklearn")
+    data = SHARED / "replab2013" / "train_en.tsv"
+    if not data.exists():
+        pytest.skip(f"{data} is absent (shared data, not part of the repository)")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from split_replab import apply_split, entity_folds
+
+    _, train, _ = apply_split(data)
+    folds = entity_folds(train, 3)
+    np.testing.assert_array_equal(np.sort(np.concatenate(folds)), np.arange(len(train)))
+    brands = [{train[i]["entity_id"] for i in fold} for fold in folds]
+    assert all(not (a & b) for k, a in enumerate(brands) for b in brands[k + 1:])
+    assert min(map(len, folds)) > 0.3 * len(train)          # balanced by rows, not by brand count
+    for again, fold in zip(entity_folds(train, 3), folds):
+        np.testing.assert_array_equal(again, fold)
+
+
 def test_eval_tweeteval_with_litert_under_a_minute(tmp_path):
     pytest.importorskip("ai_edge_litert.interpreter")
     data = SHARED / "tweeteval" / "val.tsv"
