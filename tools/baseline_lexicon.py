@@ -18,7 +18,8 @@ TF-IDF baseline (log-probabilities, 5 folds, ~3 min on 2 cores) and, with ``--te
 fine-tuned MiniLM teacher (logits; its out-of-fold runs from ``train_teacher.py --fold K --folds
 N`` under DIR, N from ``--teacher-folds``).
 
-    python tools/baseline_lexicon.py [--stack [--teacher DIR]] [--summary docs/lexicon_baseline.json]
+    python tools/baseline_lexicon.py [--stack] [--teacher DIR] [--summary docs/lexicon_baseline.json]
+    python tools/baseline_lexicon.py --teacher ~/.cache/npmobilebert/train/teacher --summary docs/lexicon_baseline.json
 """
 
 from __future__ import annotations
@@ -94,11 +95,17 @@ def teacher_scores(teacher_dir: Path, n_train: int, n_folds: int):
     Rows follow the same split and fold assignment as train_teacher.py's."""
     from polarity_data import replab_train_folds
 
-    out_of_fold = np.full((n_train, 3), np.nan)
+    def load(path: Path, made_by: str) -> np.ndarray:
+        if not path.is_file():
+            sys.exit(f"error: {path} is missing (made by: python tools/train_teacher.py {made_by})")
+        return np.load(path)
+
+    out_of_fold = np.full((n_train, 3), np.nan)                                  # [n_train, 3 classes]
     for k, held_out in enumerate(replab_train_folds(n_folds)):
-        out_of_fold[held_out] = np.load(teacher_dir / f"fold_{k}_of_{n_folds}" / "logits_heldout.npy")
-    return out_of_fold, {"replab_dev": np.load(teacher_dir / "logits_dev.npy"),
-                         "tweeteval_val": np.load(teacher_dir / "logits_tweeteval.npy")}
+        out_of_fold[held_out] = load(teacher_dir / f"fold_{k}_of_{n_folds}" / "logits_heldout.npy",
+                                     f"--work-dir {teacher_dir} --fold {k} --folds {n_folds}")
+    return out_of_fold, {name: load(teacher_dir / f"logits_{stored}.npy", f"--work-dir {teacher_dir}")
+                         for name, stored in (("replab_dev", "dev"), ("tweeteval_val", "tweeteval"))}
 
 
 def main(argv=None) -> int:
@@ -107,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tweeteval", default=str(SHARED / "tweeteval/val.tsv"))
     ap.add_argument("--split", default=str(SPLIT_JSON))
     ap.add_argument("--stack", action="store_true", help="also stack the TF-IDF baseline with VADER's scores")
-    ap.add_argument("--teacher", type=Path, default=None, help="with --stack: also the teacher of this work dir")
+    ap.add_argument("--teacher", type=Path, default=None, help="also stack the teacher of this work dir (implies --stack)")
     ap.add_argument("--teacher-folds", type=int, default=3)
     ap.add_argument("--summary", default=None, help="write the numbers (no text) here, e.g. docs/lexicon_baseline.json")
     args = ap.parse_args(argv)
@@ -121,16 +128,16 @@ def main(argv=None) -> int:
     doc = {"model": f"VADER sentiment lexicon (vaderSentiment {version('vaderSentiment')}), compound score, "
                     f"thresholds +-{THRESHOLD}, raw tweet text; no training",
            "results": reports}
-    if args.stack:
+    if args.stack or args.teacher:
+        teacher = teacher_scores(args.teacher, len(train), args.teacher_folds) if args.teacher else None
         doc["stacked"] = {"about": "logistic regression (balanced) on a model's out-of-fold class scores of the "
                                    "RepLab train split (folds of whole brands), alone and with VADER's "
                                    "neg/neu/pos/compound; fitted on the train split only. tfidf: the baseline's "
                                    "log-probabilities, 5 folds; teacher: the MiniLM teacher's logits, "
                                    f"{args.teacher_folds} folds"}
         doc["stacked"] |= stacked_reports("tfidf", *tfidf_scores(train, dev, tweeteval), train, dev, tweeteval)
-        if args.teacher:
-            doc["stacked"] |= stacked_reports("teacher", *teacher_scores(args.teacher, len(train), args.teacher_folds),
-                                              train, dev, tweeteval)
+        if teacher:
+            doc["stacked"] |= stacked_reports("teacher", *teacher, train, dev, tweeteval)
     if args.summary:
         write_results(doc, [args.summary])
     return 0

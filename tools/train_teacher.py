@@ -19,7 +19,7 @@ logits_heldout.npy for fold K's rows only: the N runs give every train tweet a t
 a teacher that never saw its brand (out-of-fold scores, for tools/baseline_lexicon.py --teacher).
 
     python tools/train_teacher.py            # ~20 min on 2 cores; rerun to resume
-    for k in 0 1 2; do python tools/train_teacher.py --fold $k --folds 3; done   # ~15 min each
+    for k in 0 1 2; do python tools/train_teacher.py --fold $k --folds 3; done   # ~12 min each
 """
 
 from __future__ import annotations
