@@ -54,15 +54,13 @@ def vader_labels(texts: list[str]) -> list[str]:
     return ["positive" if c >= THRESHOLD else "negative" if c <= -THRESHOLD else "neutral" for c in compound]
 
 
-def stacked_reports(name: str, out_of_fold: np.ndarray, scores: dict[str, np.ndarray], train: list[dict],
-                    dev: list[dict], tweeteval: list) -> dict[str, dict]:
+def stacked_reports(name: str, out_of_fold: np.ndarray, scores: dict[str, np.ndarray],
+                    lexicon: dict[str, np.ndarray], train: list[dict], dev: list[dict], tweeteval: list) -> dict[str, dict]:
     """Reports of the two stackers of one model (see the module docstring): ``out_of_fold`` its
-    [n_train, 3] out-of-fold scores, ``scores`` its [n, 3] scores of "replab_dev" and "tweeteval_val"."""
+    [n_train, 3] out-of-fold scores, ``scores`` its [n, 3] scores of "replab_dev" and "tweeteval_val",
+    ``lexicon`` VADER's [n, 4] of those and of "train"."""
     from sklearn.linear_model import LogisticRegression
 
-    lexicon = {"train": vader_scores([r["text"] for r in train]),                # [n, 4] per set
-               "replab_dev": vader_scores([r["text"] for r in dev]),
-               "tweeteval_val": vader_scores([r.text for r in tweeteval])}
     columns = {"stacked": lambda x, _: x,
                "stacked_with_vader": lambda x, set_name: np.hstack([x, lexicon[set_name]])}
     reports = {}
@@ -135,9 +133,13 @@ def main(argv=None) -> int:
                                    "neg/neu/pos/compound; fitted on the train split only. tfidf: the baseline's "
                                    "log-probabilities, 5 folds; teacher: the MiniLM teacher's logits, "
                                    f"{args.teacher_folds} folds"}
-        doc["stacked"] |= stacked_reports("tfidf", *tfidf_scores(train, dev, tweeteval), train, dev, tweeteval)
+        lexicon = {"train": vader_scores([r["text"] for r in train]),
+                   "replab_dev": vader_scores([r["text"] for r in dev]),
+                   "tweeteval_val": vader_scores([r.text for r in tweeteval])}
+        sets = (lexicon, train, dev, tweeteval)
+        doc["stacked"] |= stacked_reports("tfidf", *tfidf_scores(train, dev, tweeteval), *sets)
         if teacher:
-            doc["stacked"] |= stacked_reports("teacher", *teacher, train, dev, tweeteval)
+            doc["stacked"] |= stacked_reports("teacher", *teacher, *sets)
     if args.summary:
         write_results(doc, [args.summary])
     return 0
