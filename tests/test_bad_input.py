@@ -652,7 +652,8 @@ def test_cli_usage_errors_are_one_line(tmp_path):
                          (["explain", "-m", str(TINY)], "Missing option '--op'"),
                          (["no-such-command"], "No such command")]:
         assert needle in _one_error_line(cli(*args)), args
-    assert b"Commands:" in cli().stdout + cli().stderr      # `npmobilebert` alone still shows the help
+    bare = cli()
+    assert b"Commands:" in bare.stdout + bare.stderr        # `npmobilebert` alone still shows the help
 
 
 def test_files_without_texts_are_refused(tmp_path):

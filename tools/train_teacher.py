@@ -98,21 +98,21 @@ def main(argv=None) -> int:
     work = args.work_dir if args.fold is None else args.work_dir / f"fold_{args.fold}_of_{args.folds}"
     work.mkdir(parents=True, exist_ok=True)
 
-    train_set, dev_set = data.replab_split()
-    if args.fold is None:
-        sets = {"train": train_set, "dev": dev_set, "tweeteval": data.tweeteval(), "unlabeled": data.unlabeled()}
-    else:
+    train_set, scored = data.replab_split()   # scored: dev, or the held-out fold
+    if args.fold is not None:
         held_out = data.replab_train_folds(args.folds)[args.fold]
-        sets = {"heldout": data.subset(train_set, held_out)}
-        train_set = data.subset(train_set, np.setdiff1d(np.arange(len(train_set)), held_out))
-    print(f"train {len(train_set)}  " + "  ".join(f"{k} {len(v)}" for k, v in sets.items() if k != "train")
-          + f"  (seq_len {data.SEQ_LEN})")
+        train_set, scored = (data.subset(train_set, np.setdiff1d(np.arange(len(train_set)), held_out)),
+                             data.subset(train_set, held_out))
+    print(f"train {len(train_set)}  {'dev' if args.fold is None else 'held out'} {len(scored)}"
+          f"  (seq_len {data.SEQ_LEN})")
     model = load_teacher()
     t0 = time.time()
     train(model, train_set, args, work)
     train_s = time.time() - t0
 
     forward = forward_fn(model)
+    sets = ({"train": train_set, "dev": scored, "tweeteval": data.tweeteval(), "unlabeled": data.unlabeled()}
+            if args.fold is None else {"heldout": scored})
     metrics = {"params": sum(p.numel() for p in model.parameters()),
                "train_seconds_this_run": round(train_s, 1), "recipe": vars(args) | {"work_dir": str(work)}}
     correction = trainlib.prior_correction(train_set.labels, args.prior_tau)
