@@ -63,3 +63,13 @@ def test_replace_words_rate_is_the_share_replaced():
     share = np.mean(copy[1:-1] == IDS["great"])
     assert 0.27 < share < 0.33
     assert copy[0] == IDS["[CLS]"] and copy[-1] == IDS["[SEP]"]
+
+
+def test_a_copy_reads_as_its_tweet_with_the_swapped_words_for_vader():
+    """What distill.py --lexicon-stack gives VADER for a copy: the same words, swapped ones
+    changed, '##' pieces joined, no [CLS] / [SEP] / [PAD]."""
+    ids = np.concatenate([encode("the bmw good ##s ! @ user http awful"), [IDS["[PAD]"]] * 3])
+    copy = augment.replace_words(ids, neighbour_table(), augment.continuation_tokens(VOCAB),
+                                 np.random.default_rng(1), rate=1.0)
+    assert augment.detokenize(ids, VOCAB) == "the bmw goods ! @ user http awful"
+    assert augment.detokenize(copy, VOCAB) == "a audi goods ! @ user http bad"

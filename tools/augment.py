@@ -63,3 +63,13 @@ def replace_words(ids: np.ndarray, neighbours: np.ndarray, continuation: np.ndar
     chosen = inner[whole & (rng.random(len(inner)) < rate)]
     out[chosen] = neighbours[ids[chosen], rng.integers(neighbours.shape[1], size=len(chosen))]
     return out
+
+
+def detokenize(ids: np.ndarray, vocab: list[str]) -> str:
+    """[n] ids -> the text they spell, lower case: [CLS] / [SEP] / [PAD] dropped, '##' pieces
+    joined to the word before them (the tokenizers library's WordPiece decoder, no clean-up of
+    spaces). What a word-replaced copy says, for readers of text (VADER)."""
+    from tokenizers.decoders import WordPiece
+
+    return WordPiece(prefix="##", cleanup=False).decode([vocab[i] for i in ids
+                                                         if vocab[i] not in ("[CLS]", "[SEP]", "[PAD]")])

@@ -54,19 +54,39 @@ def vader_labels(texts: list[str]) -> list[str]:
     return ["positive" if c >= THRESHOLD else "negative" if c <= -THRESHOLD else "neutral" for c in compound]
 
 
+def fit_stacker(columns: np.ndarray, labels: list[str]):
+    """The stacker of ``--stack``: a balanced logistic regression on [n_train, k] score columns."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(class_weight="balanced", max_iter=2000).fit(columns, labels)
+
+
+def teacher_lexicon_stacker(teacher_dir: Path, texts: list[str], labels: list[str], n_folds: int):
+    """The teacher stacked with VADER (``--teacher``'s "teacher_stacked_with_vader"), fitted on the
+    train split (``texts``, ``labels``), as a function for distillation: (teacher logits [n, 3],
+    raw texts [n]) -> its class log-probabilities [n, 3], columns in LABELS order."""
+    from polarity_data import LABELS
+
+    out_of_fold, _ = teacher_scores(teacher_dir, len(texts), n_folds)
+    stacker = fit_stacker(np.hstack([out_of_fold, vader_scores(texts)]), labels)
+    order = [list(stacker.classes_).index(label) for label in LABELS]
+
+    def log_probabilities(logits: np.ndarray, texts: list[str]) -> np.ndarray:
+        return stacker.predict_log_proba(np.hstack([logits, vader_scores(texts)]))[:, order]
+
+    return log_probabilities
+
+
 def stacked_reports(name: str, out_of_fold: np.ndarray, scores: dict[str, np.ndarray],
                     lexicon: dict[str, np.ndarray], train: list[dict], dev: list[dict], tweeteval: list) -> dict[str, dict]:
     """Reports of the two stackers of one model (see the module docstring): ``out_of_fold`` its
     [n_train, 3] out-of-fold scores, ``scores`` its [n, 3] scores of "replab_dev" and "tweeteval_val",
     ``lexicon`` VADER's [n, 4] of those and of "train"."""
-    from sklearn.linear_model import LogisticRegression
-
     columns = {"stacked": lambda x, _: x,
                "stacked_with_vader": lambda x, set_name: np.hstack([x, lexicon[set_name]])}
     reports = {}
     for suffix, cols in columns.items():
-        stacker = LogisticRegression(class_weight="balanced", max_iter=2000)
-        stacker.fit(cols(out_of_fold, "train"), [r["label"] for r in train])
+        stacker = fit_stacker(cols(out_of_fold, "train"), [r["label"] for r in train])
         print(f"\n{name}_{suffix}")
         reports[f"{name}_{suffix}"] = evaluate(
             lambda set_name, _, stacker=stacker, cols=cols: list(stacker.predict(cols(scores[set_name], set_name))),

@@ -47,6 +47,14 @@ teacher a student had). Students of an ensemble (float):
     (train_polarity.py --teachers 3; 12,124 steps, 113 min at 1.8 steps/s) 0.524 / 0.500
 None inherits the ensemble's TweetEval gain in full, and each loses RepLab dev.
 
+With ``--lexicon-stack FOLDS`` the student learns the teacher stacked with the VADER lexicon
+(baseline_lexicon.py --teacher: a balanced logistic regression on the teacher's out-of-fold
+logits of the train split, from train_teacher.py --fold K --folds FOLDS, and VADER's 4 scores;
+0.557 / 0.546 dev / TweetEval macro-F1, the teacher alone 0.561 / 0.508): its
+log-probabilities, with the train prior put back so that the usual prior correction applies,
+stand where the teacher's logits did. VADER reads the raw tweet; for a word-replaced copy it
+reads the copy's WordPiece ids decoded back to (lower-case) text.
+
 ``--general`` is TinyBERT's general distillation: the student learns only the hidden states
 and attention relations of the *pretrained* MiniLM (not fine-tuned), on the training and
 unlabeled tweets, with no logits or labels; a task run then starts from it (``--init-from``)
@@ -90,6 +98,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import polarity_data as data  # noqa: E402
 import augment  # noqa: E402
+from baseline_lexicon import teacher_lexicon_stacker  # noqa: E402
 import trainlib  # noqa: E402
 from torch_mobilebert import TorchMobileBert, from_keras, to_keras  # noqa: E402  (first: see there)
 from train_teacher import load_finetuned, load_teacher  # noqa: E402
@@ -299,6 +308,9 @@ def main(argv=None) -> int:
                     help="word-replaced copies of each labelled tweet, labelled by the teacher on the fly "
                          "(augment.py; 0: none)")
     ap.add_argument("--augment-rate", type=float, default=0.3, help="share of whole words a copy replaces")
+    ap.add_argument("--lexicon-stack", type=int, default=0, metavar="FOLDS",
+                    help="learn the teacher stacked with VADER (baseline_lexicon.py), fitted on the scores of "
+                         "its FOLDS out-of-fold runs under the teacher dir (0: the teacher alone)")
     ap.add_argument("--general", action="store_true",
                     help="general distillation: learn only the *pretrained* MiniLM's hidden states and "
                          "attention relations, on the training and unlabeled tweets (no logits, no labels, "
@@ -308,6 +320,8 @@ def main(argv=None) -> int:
         ap.error("--general learns hidden states and/or relations (--hidden-weight, --relation-weight) "
                  "and takes no --augment")
     args.teacher_dir = args.teacher_dir or [data.CACHE / "teacher"]
+    if args.lexicon_stack and (args.general or len(args.teacher_dir) > 1):
+        ap.error("--lexicon-stack stacks one fine-tuned teacher (no --general, one --teacher-dir)")
     trainlib.seed_everything(args.seed)
     trainlib.configure_cpu(args.threads)
     work = args.work_dir or data.CACHE / f"student_L{args.layers}"
@@ -320,6 +334,20 @@ def main(argv=None) -> int:
     teacher = {name: np.zeros((len(items), 3), np.float32) if args.general
                else trainlib.ensemble_logits(args.teacher_dir, name)
                for name, items in (("train", train_set), ("unlabeled", unlabeled))}
+    stacked = None
+    if args.lexicon_stack:
+        stack = teacher_lexicon_stacker(args.teacher_dir[0], train_set.texts,
+                                        [data.LABELS[k] for k in train_set.labels], args.lexicon_stack)
+        log_prior = -trainlib.prior_correction(train_set.labels, args.prior_tau)
+
+        def stacked(logits: np.ndarray, texts: list[str]) -> np.ndarray:
+            # The stacker's class-balanced log-probabilities with the train prior put back: the
+            # student learns them like a teacher's logits and gets the same prior correction after
+            # training, so its corrected argmax aims at the stacker's.
+            return (stack(logits, texts) + log_prior).astype(np.float32)
+
+        teacher = {"train": stacked(teacher["train"], train_set.texts),
+                   "unlabeled": stacked(teacher["unlabeled"][: len(unlabeled)], unlabeled.texts)}
     # The pool's items: the labelled tweets, then --augment copies of each (made when drawn, from
     # a generator seeded by the item's index: the same copy on every pass and after resuming), then
     # the unlabeled tweets. A copy's teacher logits come from the teacher running alongside.
@@ -390,6 +418,9 @@ def main(argv=None) -> int:
                     for other in label_teachers:
                         copy_logits += other(input_ids=ids[copies], attention_mask=mask[copies]).logits.float()
                     teacher_logits[copies] = copy_logits / len(args.teacher_dir)
+                    if stacked is not None:   # VADER reads what the copy says
+                        texts = [augment.detokenize(x, vocab) for x in ids[copies].numpy()]
+                        teacher_logits[copies] = torch.from_numpy(stacked(teacher_logits[copies].numpy(), texts))
         loss = 0.0 if args.general else distillation_loss(student.classify(states[-1]), teacher_logits,
                                                           pool_gold[idx], args.temperature)
         if hidden:
@@ -428,6 +459,10 @@ def main(argv=None) -> int:
         "params": sum(p.numel() for p in student.parameters())}
     eval_sets = {"dev": dev_set, "tweeteval": data.tweeteval()}
     metrics["teacher"] = teacher_summary(args.teacher_dir, train_set.labels, args.prior_tau, eval_sets)
+    if args.lexicon_stack:
+        metrics["teacher"]["stacked_with_vader"] = {
+            name: trainlib.report(stack(trainlib.ensemble_logits(args.teacher_dir, name), items.texts), items)
+            for name, items in eval_sets.items()}
     for name, items in eval_sets.items():
         metrics[name] = trainlib.report(trainlib.predict_logits(forward, items), items)
         print(f"  {name}: macro-F1 {metrics[name]['macro_f1']:.4f}  accuracy {metrics[name]['accuracy']:.4f}"

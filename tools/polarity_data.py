@@ -50,6 +50,7 @@ class TokenSet:
 
     ids: list[np.ndarray]
     labels: np.ndarray | None   # int64 index into LABELS, or None for unlabeled text
+    texts: list[str]            # the raw tweets the ids came from (VADER reads these)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,8 +72,8 @@ def read_tsv(path: str | os.PathLike) -> list[dict]:
 
 def labelled(rows: list[dict]) -> TokenSet:
     index = {name: i for i, name in enumerate(LABELS)}
-    return TokenSet(tokenize([r["text"] for r in rows]),
-                    np.array([index[r["label"].strip().lower()] for r in rows], np.int64))
+    texts = [r["text"] for r in rows]
+    return TokenSet(tokenize(texts), np.array([index[r["label"].strip().lower()] for r in rows], np.int64), texts)
 
 
 def replab_split() -> tuple[TokenSet, TokenSet]:
@@ -88,7 +89,8 @@ def replab_train_folds(n_folds: int) -> list[np.ndarray]:
 
 
 def subset(items: TokenSet, rows: np.ndarray) -> TokenSet:
-    return TokenSet([items.ids[i] for i in rows], None if items.labels is None else items.labels[rows])
+    return TokenSet([items.ids[i] for i in rows], None if items.labels is None else items.labels[rows],
+                    [items.texts[i] for i in rows])
 
 
 def tweeteval() -> TokenSet:
@@ -98,7 +100,7 @@ def tweeteval() -> TokenSet:
 def unlabeled(limit: int | None = None) -> TokenSet:
     with open(UNLABELED, encoding="utf-8") as f:
         texts = [line.rstrip("\n") for line in f if line.strip()]
-    return TokenSet(tokenize(texts[:limit]), None)
+    return TokenSet(tokenize(texts[:limit]), None, texts[:limit])
 
 
 def pad_batch(ids: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:

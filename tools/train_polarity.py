@@ -9,11 +9,14 @@ directory under ~/.cache/npmobilebert/train/ to redo it). Seeds are fixed.
 Stages and their outputs:
   1. split_replab.py     ~/.cache/npmobilebert/replab2013/{train,dev}.tsv (the committed dev entities)
   2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics);
-                         with --teachers N also teacher_s1/ ... teacher_s<N-1>/ (seeds 1 ...)
+                         with --teachers N also teacher_s1/ ... teacher_s<N-1>/ (seeds 1 ...);
+                         with --lexicon-stack N also its N out-of-fold runs, teacher/fold_K_of_N/
+                         (~12 min each)
   3. distill.py          .../train/student_L<layers>/ (the MobileBERT student: one stage from the
                          init, learning the teacher's logits, hidden states and attention relations
                          on the labelled tweets, 5 word-replaced copies of each and 100,000
-                         unlabeled tweets, 2 passes)
+                         unlabeled tweets, 2 passes); with --lexicon-stack the teacher's logits
+                         stacked with the VADER lexicon instead (distill.py), in student_L<layers>_lex/
   4. ship_polarity.py    float32 / float16 / dynamic / int8 / 16x8 .tflite (residual NoNorm scales
                          folded first), docs/polarity.json, models/ with --install
 """
@@ -42,19 +45,30 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=float, default=2.0, help="the student's passes over its tweets")
     ap.add_argument("--teachers", type=int, default=1,
                     help="fine-tune this many teachers (seeds 0, 1, ...) and distil from their mean logits")
+    ap.add_argument("--lexicon-stack", type=int, default=0, metavar="FOLDS",
+                    help="distil the teacher stacked with VADER, fitted on FOLDS out-of-fold teacher runs "
+                         "(distill.py --lexicon-stack; 0: the teacher alone)")
     ap.add_argument("--install", action="store_true", help="put the int8 and dynamic models in models/")
     args = ap.parse_args(argv)
+    if args.lexicon_stack and args.teachers > 1:
+        ap.error("--lexicon-stack stacks one teacher (no --teachers)")
     try:
         stage("split_replab.py")
         teachers = [CACHE / ("teacher" if seed == 0 else f"teacher_s{seed}") for seed in range(args.teachers)]
         for seed, teacher in enumerate(teachers):
             if not (teacher / "metrics.json").exists():
                 stage("train_teacher.py", "--seed", str(seed), "--work-dir", str(teacher))
-        student = CACHE / (f"student_L{args.layers}" + (f"_t{args.teachers}" if args.teachers > 1 else ""))
+        for k in range(args.lexicon_stack):
+            if not (teachers[0] / f"fold_{k}_of_{args.lexicon_stack}" / "metrics.json").exists():
+                stage("train_teacher.py", "--work-dir", str(teachers[0]), "--fold", str(k),
+                      "--folds", str(args.lexicon_stack))
+        student = CACHE / (f"student_L{args.layers}" + (f"_t{args.teachers}" if args.teachers > 1 else "")
+                           + ("_lex" if args.lexicon_stack else ""))
         if not (student / "student.keras").exists():
             stage("distill.py", "--layers", str(args.layers), "--epochs", str(args.epochs),
                   "--hidden-weight", "1", "--relation-weight", "1", "--augment", "5",
                   "--unlabeled-limit", "100000", "--work-dir", str(student),
+                  *(["--lexicon-stack", str(args.lexicon_stack)] if args.lexicon_stack else []),
                   *(arg for teacher in teachers for arg in ("--teacher-dir", str(teacher))))
         stage("ship_polarity.py", "--student-dir", str(student), *(["--install"] if args.install else []))
     except subprocess.CalledProcessError as e:
