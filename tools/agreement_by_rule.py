@@ -17,7 +17,7 @@ differently by itself (what a label flip starts from), not inherited from earlie
 
     python tools/split_replab.py --out-dir /tmp/replab          # the dev split, outside the repo
     python tools/agreement_by_rule.py models/mobilebert_int8.tflite /tmp/replab/dev.tsv \\
-        --json docs/agreement_by_rule.json --elements 200
+        --json docs/agreement_by_rule.json --elements 100
 
 One worker process per core, one profile each: ~30 s per profile for 3,682 tweets on the shipped
 model (6 layers, seq 64).

@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lexicon-stack", type=int, default=0, metavar="FOLDS",
                     help="distil the teacher stacked with VADER, fitted on FOLDS out-of-fold teacher runs "
                          "(distill.py --lexicon-stack; 0: the teacher alone)")
+    ap.add_argument("--fold-attention-scale", action="store_true",
+                    help="fold 1/sqrt(head_dim) into the query weights on conversion (ship_polarity.py)")
     ap.add_argument("--install", action="store_true", help="put the int8 and dynamic models in models/")
     args = ap.parse_args(argv)
     if args.lexicon_stack and args.teachers > 1:
@@ -70,7 +72,9 @@ def main(argv=None) -> int:
                   "--unlabeled-limit", "100000", "--work-dir", str(student),
                   *(["--lexicon-stack", str(args.lexicon_stack)] if args.lexicon_stack else []),
                   *(arg for teacher in teachers for arg in ("--teacher-dir", str(teacher))))
-        stage("ship_polarity.py", "--student-dir", str(student), *(["--install"] if args.install else []))
+        stage("ship_polarity.py", "--student-dir", str(student),
+              *(["--fold-attention-scale"] if args.fold_attention_scale else []),
+              *(["--install"] if args.install else []))
     except subprocess.CalledProcessError as e:
         print(f"error: stage {Path(e.cmd[1]).name} failed (exit {e.returncode}); rerun to resume",
               file=sys.stderr)
