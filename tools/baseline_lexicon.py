@@ -25,6 +25,7 @@ N`` under DIR, N from ``--teacher-folds``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -41,12 +42,17 @@ from npmobilebert.text import normalize_tweet  # noqa: E402
 THRESHOLD = 0.05  # VADER's README: the compound score's neutral band is (-0.05, 0.05)
 
 
-def vader_scores(texts: list[str]) -> np.ndarray:
-    """[n_texts] -> [n_texts, 4]: VADER's neg, neu, pos and compound scores."""
+@functools.cache
+def vader():
+    """One analyzer per process: it reads its lexicon files when made (distill.py scores every step's copies)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    analyzer = SentimentIntensityAnalyzer()
-    return np.array([[s["neg"], s["neu"], s["pos"], s["compound"]] for s in map(analyzer.polarity_scores, texts)])
+    return SentimentIntensityAnalyzer()
+
+
+def vader_scores(texts: list[str]) -> np.ndarray:
+    """[n_texts] -> [n_texts, 4]: VADER's neg, neu, pos and compound scores."""
+    return np.array([[s["neg"], s["neu"], s["pos"], s["compound"]] for s in map(vader().polarity_scores, texts)])
 
 
 def vader_labels(texts: list[str]) -> list[str]:
