@@ -18,6 +18,8 @@ of the vocabulary (not a ``##`` continuation, not followed by one in the tweet).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # What npmobilebert.text puts for URLs and @mentions: kept, so copies stay normalised tweets.
@@ -69,7 +71,12 @@ def detokenize(ids: np.ndarray, vocab: list[str]) -> str:
     """[n] ids -> the text they spell, lower case: [CLS] / [SEP] / [PAD] dropped, '##' pieces
     joined to the word before them (the tokenizers library's WordPiece decoder, no clean-up of
     spaces). What a word-replaced copy says, for readers of text (VADER)."""
+    return _wordpiece_decoder().decode([vocab[i] for i in ids if vocab[i] not in ("[CLS]", "[SEP]", "[PAD]")])
+
+
+@functools.cache
+def _wordpiece_decoder():
+    """One decoder per process: distill.py decodes every step's copies."""
     from tokenizers.decoders import WordPiece
 
-    return WordPiece(prefix="##", cleanup=False).decode([vocab[i] for i in ids
-                                                         if vocab[i] not in ("[CLS]", "[SEP]", "[PAD]")])
+    return WordPiece(prefix="##", cleanup=False)
