@@ -1,6 +1,6 @@
-"""tools/fold_norms.py: the residual NoNorms' scales and the attention scores' 1/sqrt(head_dim)
+"""tools/fold_norms.py: the residual NoNorms (scale and shift) and the attention scores' 1/sqrt(head_dim)
 folded into the dense layers compute the same function, and the int8 model the real converter makes
-from it has no per-channel MUL left and no scalar MUL on the scores."""
+from it has no per-channel MUL left, no ADD of a NoNorm's shift and no scalar MUL on the scores."""
 
 from __future__ import annotations
 
@@ -42,12 +42,14 @@ def test_folded_model_computes_the_same_logits(tools, tiny):
     build_mobilebert, convert, fold_norms = tools
     cfg, model, calib = tiny
     folded = fold_norms.fold_residual_scales(model, cfg, calib)
-    folded = fold_norms.fold_attention_scale(folded, dataclasses.replace(cfg, residual_scale=False))
+    folded = fold_norms.fold_attention_scale(folded, dataclasses.replace(cfg, residual_scale=False, residual_shift=False))
     assert not any(layer.scale for layer in folded.layers if isinstance(layer, build_mobilebert.AttentionProbs))
-    residual = [layer for layer in folded.layers if isinstance(layer, build_mobilebert.NoNorm)
-                and not layer.name.endswith(("bneck_input_norm", "bneck_attn_norm"))]
-    assert len(residual) == 1 + cfg.num_layers * (2 + cfg.num_ffn)
-    assert all(len(layer.get_weights()) == 1 for layer in residual)       # beta only: no scale left
+    norms = [layer.name for layer in model.layers if isinstance(layer, build_mobilebert.NoNorm)]
+    assert len(norms) == 1 + cfg.num_layers * (4 + cfg.num_ffn)
+    left = [layer.name for layer in folded.layers if isinstance(layer, build_mobilebert.NoNorm)]
+    # the residual NoNorms are gone whole (scale and shift); the bottlenecks' stay for the converter
+    assert sorted(left) == sorted(n for n in norms if n.endswith(("bneck_input_norm", "bneck_attn_norm")))
+    assert len(left) == 2 * cfg.num_layers
     for ids in convert.random_id_lists(cfg, 10, seed=5):
         sample = convert.ids_to_sample(ids, cfg.seq_len)
         want = np.asarray(model(sample)["logits"], np.float64)
@@ -57,17 +59,17 @@ def test_folded_model_computes_the_same_logits(tools, tiny):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def _constant_muls(path) -> tuple[int, int]:
-    """(MULs by a per-channel constant, MULs by a scalar constant) in the model's graph."""
+def _constant_operands(path, opcode: str) -> tuple[int, int]:
+    """(ops of that type with a per-channel constant input, ... with a scalar constant input)."""
     from npmobilebert.model import load_model
 
     graph = load_model(path).subgraphs[0]
     sizes = [[graph.tensors[i].size for i in op.inputs if graph.tensors[i].is_constant]
-             for op in graph.operators if op.opcode == "MUL"]
+             for op in graph.operators if op.opcode == opcode]
     return sum(1 for c in sizes if any(n > 1 for n in c)), sum(1 for c in sizes if c and max(c) == 1)
 
 
-def test_int8_model_of_the_folded_model_has_no_per_channel_mul(tools, tiny, tmp_path):
+def test_int8_model_of_the_folded_model_has_no_per_channel_mul_nor_shift_add(tools, tiny, tmp_path):
     _, convert, _ = tools
     cfg, model, _ = tiny
     model.save(tmp_path / "m.keras")
@@ -78,8 +80,11 @@ def test_int8_model_of_the_folded_model_has_no_per_channel_mul(tools, tiny, tmp_
     # unfolded, per channel: the embeddings' NoNorm and, per layer, the attention output's, the
     # FFNs' but the last (only a dense layer reads it: the converter folds it) and the output
     # bottleneck's; by a scalar: the attention mask's (1 - mask) * mask_value and each layer's scores
-    assert _constant_muls(plain["int8"]["path"]) == (1 + cfg.num_layers * (1 + cfg.num_ffn), 1 + cfg.num_layers)
-    assert _constant_muls(folded["int8"]["path"]) == (0, 1)
+    assert _constant_operands(plain["int8"]["path"], "MUL") == (1 + cfg.num_layers * (1 + cfg.num_ffn), 1 + cfg.num_layers)
+    assert _constant_operands(folded["int8"]["path"], "MUL") == (0, 1)
+    # ADDs of a constant: each of those NoNorms' shift and the position table; folded, the table alone
+    assert _constant_operands(plain["int8"]["path"], "ADD") == (2 + cfg.num_layers * (1 + cfg.num_ffn), 0)
+    assert _constant_operands(folded["int8"]["path"], "ADD") == (1, 0)
     meta = convert.read_metadata(Path(folded["int8"]["path"]).read_bytes())
     assert b'"residual_scale": false' in meta and b'"attention_scale": false' in meta
     # and it still classifies as the float model does on the calibration-like inputs

@@ -106,20 +106,25 @@ def test_earlier_run_seeds_the_maps_of_every_teacher(tmp_path, pair):
         np.testing.assert_array_equal(loaded.maps[0].bias.detach().numpy(), expected.maps[0].bias.detach().numpy())
 
 
-def test_folded_attention_scale_is_the_same_function_in_torch(pair):
-    """fold_norms.fold_attention_scale puts 1/sqrt(head_dim) into the query weights; a torch model
-    of that config (attention_scale=False) must not scale the scores again."""
+def test_folded_model_is_the_same_function_in_torch(pair):
+    """fold_norms puts the residual NoNorms into the dense layers and 1/sqrt(head_dim) into the
+    query weights; a torch model of that config (residual_scale/_shift=False, attention_scale=False)
+    must neither apply those NoNorms nor scale the scores again."""
     import dataclasses
 
+    import convert
     import distill
     import fold_norms
 
     keras_model, _ = pair
-    cfg = dataclasses.replace(CFG, attention_scale=False)
-    student = torch_mobilebert.TorchMobileBert(cfg)
-    student.load_keras_weights(torch_mobilebert.from_keras(fold_norms.fold_attention_scale(keras_model, CFG)))
+    unscaled = dataclasses.replace(CFG, residual_scale=False, residual_shift=False)
+    folded = fold_norms.fold_residual_scales(keras_model, CFG, convert.calibration_samples(CFG, 8, seed=2))
+    folded = fold_norms.fold_attention_scale(folded, unscaled)
+    student = torch_mobilebert.TorchMobileBert(dataclasses.replace(unscaled, attention_scale=False))
+    student.load_keras_weights(torch_mobilebert.from_keras(folded))
     text = np.random.default_rng(1).integers(5, CFG.vocab_size, 11).astype(np.int32)
     with torch.no_grad():
         got = student(*distill.pad_for_student([text], CFG.seq_len)).numpy()[0]
-    expected = keras_logits(keras_model, text)      # the model as trained, scale in the scores
+    expected = keras_logits(keras_model, text)      # the model as trained
+    # the folded weights are float32 products rounded once more (as in test_fold_norms)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())

@@ -89,6 +89,12 @@ class MobileBertConfig:
     # differently (docs/agreement_by_rule_unfolded.json). fold_norms.py turns a trained scaled model into
     # an equal unscaled one.
     residual_scale: bool = True
+    # Whether those NoNorms exist at all once unscaled. False (needs residual_scale=False): their
+    # shift lives in the bias of the dense layer writing each stream (fold_norms.py), so the int8
+    # model has no ADD of a constant after each residual ADD either -- XNNPACK requantizes an ADD's
+    # output differently from LiteRT's reference, the last rule that flips labels between them
+    # (docs/agreement_by_rule.json).
+    residual_shift: bool = True
     # Whether AttentionProbs multiplies the scores by 1 / sqrt(head_dim) (as trained), or the
     # query dense layer already carries that factor (False: fold_norms.fold_attention_scale). In a
     # full-integer model the product is an int8 MUL by a scalar, which LiteRT's reference and
@@ -102,6 +108,8 @@ class MobileBertConfig:
             raise ValueError("seq_len must be <= max_position")
         if self.num_ffn < 1:
             raise ValueError("num_ffn must be >= 1")
+        if self.residual_scale and not self.residual_shift:
+            raise ValueError("residual NoNorms with a scale need their shift (residual_shift=True)")
 
     @property
     def head_dim(self) -> int:
@@ -309,6 +317,11 @@ def _dense(units, name):
     return keras.layers.Dense(units, name=name)
 
 
+def residual_norm(cfg: MobileBertConfig, x, name: str):
+    """The NoNorm after a residual ADD, as the config has it: scaled, shift only, or none."""
+    return NoNorm(cfg.residual_scale, name=name)(x) if cfg.residual_shift else x
+
+
 def embeddings(cfg: MobileBertConfig, input_ids, token_type_ids):
     """HF MobileBertEmbeddings.  [1, seq] ids -> [1, seq, hidden]."""
     e = TokenEmbedding(cfg.vocab_size, cfg.embedding_size, name="word_embeddings")(
@@ -319,7 +332,7 @@ def embeddings(cfg: MobileBertConfig, input_ids, token_type_ids):
     x = PositionAndTypeEmbedding(cfg.max_position, cfg.type_vocab_size, name="pos_type")(
         [x, token_type_ids]
     )
-    return NoNorm(cfg.residual_scale, name="embeddings_norm")(x)
+    return residual_norm(cfg, x, "embeddings_norm")
 
 
 def bottleneck(cfg, h, p):
@@ -347,7 +360,7 @@ def self_attention(cfg, shared, h, layer_input, mask_add, p):
     ctx = AttentionContext(cfg.num_heads, name=f"{p}_attn_context")([probs, v])  # [seq, B]
     out = _dense(cfg.intra_bottleneck, f"{p}_attn_output_dense")(ctx)  # [seq, B] -> [seq, B]
     out = keras.layers.Add(name=f"{p}_attn_residual")([out, layer_input])
-    return NoNorm(cfg.residual_scale, name=f"{p}_attn_output_norm")(out)
+    return residual_norm(cfg, out, f"{p}_attn_output_norm")
 
 
 def ffn(cfg, x, p):
@@ -357,7 +370,7 @@ def ffn(cfg, x, p):
     )  # [seq, B] -> [seq, I]
     out = _dense(cfg.intra_bottleneck, f"{p}_output_dense")(inner)  # [seq, I] -> [seq, B]
     out = keras.layers.Add(name=f"{p}_residual")([out, x])
-    return NoNorm(cfg.residual_scale, name=f"{p}_norm")(out)
+    return residual_norm(cfg, out, f"{p}_norm")
 
 
 def mobilebert_layer(cfg, h, mask_add, i):
@@ -373,7 +386,7 @@ def mobilebert_layer(cfg, h, mask_add, i):
     # ... and the output bottleneck (HF OutputBottleneck) back to the residual width.
     out = _dense(cfg.hidden, f"{p}_out_bneck_dense")(y)  # [seq, B] -> [seq, H]
     out = keras.layers.Add(name=f"{p}_out_bneck_residual")([out, h])
-    return NoNorm(cfg.residual_scale, name=f"{p}_out_bneck_norm")(out)
+    return residual_norm(cfg, out, f"{p}_out_bneck_norm")
 
 
 def build_model(cfg: MobileBertConfig) -> keras.Model:

@@ -453,7 +453,7 @@ def run(cfg: MobileBertConfig, schemes: list[str], out_dir: str, name: str, *,
     calib = calibration_samples(cfg, calib_n, seed + 1, calib_ids) if needs_calib else None
     if fold_residual:
         model = fold_residual_scales(model, cfg, calib)
-        cfg = replace(cfg, residual_scale=False)
+        cfg = replace(cfg, residual_scale=False, residual_shift=False)
     if fold_attention:
         model = fold_attention_scale(model, cfg)
         cfg = replace(cfg, attention_scale=False)
@@ -498,7 +498,7 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-ids", help="calibration token ids: one space-separated list a line")
     ap.add_argument("--quiet", action="store_true", help="don't print op histograms")
     ap.add_argument("--fold-residual-scales", action="store_true",
-                    help="fold the residual NoNorms' scales into the dense layers first (fold_norms.py)")
+                    help="fold the residual NoNorms (scale and shift) into the dense layers first (fold_norms.py)")
     ap.add_argument("--fold-attention-scale", action="store_true",
                     help="fold the scores' 1/sqrt(head_dim) into the query dense layers first (fold_norms.py)")
     ap.add_argument("--builtin-batch-matmul", action="store_true",
@@ -506,7 +506,7 @@ def main(argv=None) -> int:
                          "(builtin_batch_matmul.py)")
     for f in fields(MobileBertConfig):
         if f.type in (bool, "bool"):
-            continue   # residual_scale, attention_scale: a trained model's; --fold-* remove them
+            continue   # residual_scale/_shift, attention_scale: a trained model's; --fold-* remove them
         flag = {"num_layers": "layers", "num_heads": "heads"}.get(f.name, f.name)
         ap.add_argument("--" + flag.replace("_", "-"), dest=flag, type=type(getattr(d, f.name)),
                         default=getattr(d, f.name))

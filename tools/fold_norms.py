@@ -1,4 +1,4 @@
-"""Fold the per-channel scales of MobileBERT's residual-stream NoNorms into its dense layers.
+"""Fold MobileBERT's residual-stream NoNorms (per-channel scale and shift) into its dense layers.
 
 Why: in a full-integer model each NoNorm after a residual ADD is an int8 MUL by a per-channel
 constant, and LiteRT's reference MUL rounds twice (a Q31 high multiply, then a rounding shift)
@@ -11,11 +11,14 @@ How (exact in real arithmetic): carry each residual stream in per-channel coordi
 multiplying it. Where the model computes ``y = gamma * z + beta`` with ``z = dense(...) + y_prev``,
 the folded model keeps ``r = y / D`` with ``D = gamma * D_prev``:
 
-    r = (dense(...) / D_prev + r_prev) + beta / D          (a shift-only NoNorm, no MUL)
+    r = (dense(...) / D_prev + beta / D) + r_prev          (no NoNorm left: no MUL, no ADD)
 
 so every dense layer writing into the stream has its output columns divided by the stream's
-coordinate there, every dense layer reading it has its input rows multiplied by it, and the
-embeddings (a dense layer plus two tables) absorb their own NoNorm's gamma. Two streams exist:
+coordinate there and the NoNorm's shift ``beta / D`` added to its bias, every dense layer reading
+it has its input rows multiplied by it, and the embeddings (a dense layer plus two tables) absorb
+their own NoNorm whole. The shift matters as much as the scale: left as ``r + beta / D`` it is an
+int8 ADD of a constant after each residual ADD, and XNNPACK requantizes an ADD's output
+differently from the reference (one step apart on some elements: docs/agreement_by_rule.json). Two streams exist:
 the 512-wide one between layers (from the embeddings to the classifier) and, in each layer, the
 128-wide one inside (from the input bottleneck to the output bottleneck).
 
@@ -25,7 +28,7 @@ others. The start chosen here makes every channel's range, divided by its coordi
 geometric mean over the stream's tensors (measured on calibration inputs): channels quantize with
 steps in proportion to their own range, not the widest channel's.
 
-    model = fold_residual_scales(keras_model, cfg, calibration_samples)   # residual_scale=False
+    model = fold_residual_scales(keras_model, cfg, calibration_samples)   # residual_scale/_shift=False
 
 The attention scores' 1 / sqrt(head_dim) is the same kind of constant: an int8 MUL by a scalar after
 each layer's Q K^T (reference: two roundings; XNNPACK: one). It folds exactly into the query dense
@@ -87,8 +90,9 @@ def stream_coordinates(gammas: list[np.ndarray], ranges: list[tuple[np.ndarray, 
 
 
 def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: list[dict]) -> keras.Model:
-    """A ``residual_scale=False`` model computing the same function as ``model`` (see the module
-    docstring); ``samples`` (calibration inputs) choose each stream's starting coordinate."""
+    """A ``residual_scale=False, residual_shift=False`` model computing the same function as
+    ``model`` (see the module docstring); ``samples`` (calibration inputs) choose each stream's
+    starting coordinate."""
     if not cfg.residual_scale:
         raise ValueError("the model's residual NoNorms have no scale to fold")
     w = _weights(model)
@@ -103,38 +107,36 @@ def fold_residual_scales(model: keras.Model, cfg: MobileBertConfig, samples: lis
     def reads(dense: str, d: np.ndarray) -> None:      # input rows: the stream's true values are d * r
         w[dense][0] *= d[:, None]
 
-    def writes(dense: str, d: np.ndarray) -> None:     # output columns: into a stream carried in d
+    def writes(dense: str, d: np.ndarray, norm: str, d_after: np.ndarray) -> None:
+        """Output columns into a stream carried in d; the NoNorm after the residual ADD (true
+        ``gamma * z + beta``, carried ``z / d + beta / d_after``) leaves only its shift, which the
+        ADD passes through unchanged, so it joins this bias and the NoNorm goes."""
         w[dense][0] /= d
-        w[dense][1] /= d
-
-    def shift_only(norm: str, d: np.ndarray) -> None:  # gamma * z + beta -> carried z + beta / d
-        w[norm] = [w[norm][1] / d]
+        w[dense][1] = w[dense][1] / d + w.pop(norm)[1] / d_after
 
     # -- the stream between layers: embeddings -> layer outputs -> classifier
     outer_d = coordinates(outer)
-    emb = w["embeddings_norm"][0] / outer_d[0]         # the embeddings absorb their own gamma
-    w["embedding_transformation"] = [w["embedding_transformation"][0] * emb, w["embedding_transformation"][1] * emb]
+    gamma, beta = w.pop("embeddings_norm")             # the embeddings absorb their own NoNorm
+    emb = gamma / outer_d[0]
+    kernel, bias = w["embedding_transformation"]
+    w["embedding_transformation"] = [kernel * emb, bias * emb + beta / outer_d[0]]
     w["pos_type"] = [table * emb for table in w["pos_type"]]
-    shift_only("embeddings_norm", outer_d[0])
     for i, inner_stream in enumerate(inner):
         p, d_in, d_out = f"layer_{i}", outer_d[i], outer_d[i + 1]
         for dense in ("bneck_input_dense", "bneck_attn_dense", "value"):
             reads(f"{p}_{dense}", d_in)
-        writes(f"{p}_out_bneck_dense", d_in)
-        shift_only(f"{p}_out_bneck_norm", d_out)
+        writes(f"{p}_out_bneck_dense", d_in, f"{p}_out_bneck_norm", d_out)
         # -- the stream inside layer i: input bottleneck -> attention output -> FFNs -> output bottleneck
         inner_d = coordinates(inner_stream)
         w[f"{p}_bneck_input_norm"] = [x / inner_d[0] for x in w[f"{p}_bneck_input_norm"]]  # keeps its scale
-        writes(f"{p}_attn_output_dense", inner_d[0])
-        shift_only(f"{p}_attn_output_norm", inner_d[1])
+        writes(f"{p}_attn_output_dense", inner_d[0], f"{p}_attn_output_norm", inner_d[1])
         for j in range(cfg.num_ffn):
             reads(f"{p}_ffn_{j}_intermediate", inner_d[j + 1])
-            writes(f"{p}_ffn_{j}_output_dense", inner_d[j + 1])
-            shift_only(f"{p}_ffn_{j}_norm", inner_d[j + 2])
+            writes(f"{p}_ffn_{j}_output_dense", inner_d[j + 1], f"{p}_ffn_{j}_norm", inner_d[j + 2])
         reads(f"{p}_out_bneck_dense", inner_d[-1])
     reads("logits", outer_d[-1])
 
-    return _rebuild(cfg, w, residual_scale=False)
+    return _rebuild(cfg, w, residual_scale=False, residual_shift=False)
 
 
 def fold_attention_scale(model: keras.Model, cfg: MobileBertConfig) -> keras.Model:
@@ -161,6 +163,6 @@ def _rebuild(cfg: MobileBertConfig, weights: dict[str, list[np.ndarray]], **chan
     """The model of ``cfg`` with ``changes``, each layer's weights taken by name from ``weights``."""
     model = build_model(dataclasses.replace(cfg, **changes))
     for layer in model.layers:
-        if layer.name in weights:
+        if layer.get_weights():             # a layer missing here would keep its initial weights
             layer.set_weights([x.astype(np.float32) for x in weights[layer.name]])
     return model

@@ -48,7 +48,7 @@ class TorchMobileBert(nn.Module):
         self._dense("embedding_transformation", 3 * E, H)
         self._add("pos_type", [("position_embeddings", (cfg.max_position, H)),
                                ("token_type_embeddings", (cfg.type_vocab_size, H))])
-        self._norm("embeddings_norm", H, cfg.residual_scale)
+        self._norm("embeddings_norm", H, cfg.residual_scale, cfg.residual_shift)
         for i in range(cfg.num_layers):
             p = f"layer_{i}"
             for part in ("bneck_input", "bneck_attn"):
@@ -58,13 +58,13 @@ class TorchMobileBert(nn.Module):
             self._dense(f"{p}_key", B, B)
             self._dense(f"{p}_value", H, B)
             self._dense(f"{p}_attn_output_dense", B, B)
-            self._norm(f"{p}_attn_output_norm", B, cfg.residual_scale)
+            self._norm(f"{p}_attn_output_norm", B, cfg.residual_scale, cfg.residual_shift)
             for j in range(cfg.num_ffn):
                 self._dense(f"{p}_ffn_{j}_intermediate", B, I)
                 self._dense(f"{p}_ffn_{j}_output_dense", I, B)
-                self._norm(f"{p}_ffn_{j}_norm", B, cfg.residual_scale)
+                self._norm(f"{p}_ffn_{j}_norm", B, cfg.residual_scale, cfg.residual_shift)
             self._dense(f"{p}_out_bneck_dense", B, H)
-            self._norm(f"{p}_out_bneck_norm", H, cfg.residual_scale)
+            self._norm(f"{p}_out_bneck_norm", H, cfg.residual_scale, cfg.residual_shift)
         self._dense("logits", H, cfg.num_labels)
 
     # -- parameters, keyed "<keras layer>__<weight>" in Keras' order and layout
@@ -76,8 +76,9 @@ class TorchMobileBert(nn.Module):
     def _dense(self, layer: str, fan_in: int, fan_out: int) -> None:
         self._add(layer, [("kernel", (fan_in, fan_out)), ("bias", (fan_out,))])
 
-    def _norm(self, layer: str, d: int, scale: bool = True) -> None:
-        self._add(layer, [("gamma", (d,)), ("beta", (d,))][not scale:])
+    def _norm(self, layer: str, d: int, scale: bool = True, shift: bool = True) -> None:
+        if shift:                                                      # else folded away: no layer
+            self._add(layer, [("gamma", (d,)), ("beta", (d,))][not scale:])
 
     def w(self, layer: str, name: str) -> torch.Tensor:
         return self.p[_sep(f"{layer}/{name}")]
@@ -86,9 +87,10 @@ class TorchMobileBert(nn.Module):
         return x @ self.w(layer, "kernel") + self.w(layer, "bias")
 
     def norm(self, layer: str, x: torch.Tensor) -> torch.Tensor:
-        if self._shapes[layer][0][0] == "gamma":
+        weights = [name for name, _ in self._shapes.get(layer, [])]   # NoNorm: folded away, shift, or both
+        if "gamma" in weights:
             x = x * self.w(layer, "gamma")
-        return x + self.w(layer, "beta")                              # NoNorm
+        return x + self.w(layer, "beta") if "beta" in weights else x
 
     # -- the graph of build_mobilebert.build_model, batched
     def embeddings(self, ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
