@@ -8,7 +8,7 @@ evaluate every variant, check the acceptance points, and (with --install) put th
   dev tweet (logits must be identical) and the default resolver's label agreement with them.
 - Writes docs/polarity.json (every number the model card quotes) unless --no-docs.
 
-    python tools/ship_polarity.py --student-dir ~/.cache/npmobilebert/train/student_L6 --install
+    python tools/ship_polarity.py --student-dir ~/.cache/npmobilebert/train/student_L6_lex --install
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-residual-scales", action="store_true",
                     help="convert the residual NoNorms' per-channel MULs as trained instead of folding them "
                          "into the dense layers first (fold_norms.py)")
-    ap.add_argument("--fold-attention-scale", action="store_true",
-                    help="fold the scores' 1/sqrt(head_dim) into the query dense layers first, so no int8 MUL "
-                         "scales them (fold_norms.py; off for the shipped files, made without it)")
+    ap.add_argument("--keep-attention-scale", action="store_true",
+                    help="convert the scores' 1/sqrt(head_dim) as trained (an int8 MUL) instead of folding it "
+                         "into the query dense layers first (fold_norms.py)")
     ap.add_argument("--allow-xnnpack-batch-matmul", action="store_true",
                     help="leave int8 BATCH_MATMULs whose rhs zero point is 0 as calibrated: XNNPACK then "
                          "takes them, with float32 requantization (builtin_batch_matmul.py)")
@@ -103,8 +103,8 @@ def main(argv=None) -> int:
                                  "out-of-fold logits and VADER's scores, tools/baseline_lexicon.py)" if folds else ""),
                               "data": distillation_data(student["recipe"]),
                               "recipe": "tools/train_polarity.py" + (f" --teachers {teachers}" if teachers > 1 else "")
-                                        + (f" --lexicon-stack {folds}" if folds else "")
-                                        + (" --fold-attention-scale" if args.fold_attention_scale else ""),
+                                        + (f" --lexicon-stack {folds}" if folds != 3 else "")
+                                        + (" --keep-attention-scale" if args.keep_attention_scale else ""),
                               "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
     schemes = [s for s in SCHEMES if s in set(args.schemes.split(",")) | set(SHIPPED) | {"float32"}]
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                             labels=list(data.LABELS), calib_ids=str(calib),
                             keras_model=str(args.student_dir / "student.keras"), show=False,
                             extra=provenance, fold_residual=not args.keep_residual_scales,
-                            fold_attention=args.fold_attention_scale,
+                            fold_attention=not args.keep_attention_scale,
                             builtin_batch_matmul=not args.allow_xnnpack_batch_matmul)
 
     sets = {"replab_dev": str(SPLIT_DIR / "dev.tsv"), "tweeteval_val": str(data.TWEETEVAL)}

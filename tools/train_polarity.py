@@ -4,21 +4,23 @@ Every stage is its own process and resumes from its checkpoints, so rerunning af
 interruption continues where it stopped (a finished stage is skipped: delete its work
 directory under ~/.cache/npmobilebert/train/ to redo it). Seeds are fixed.
 
-    python tools/train_polarity.py --install     # ~27 + ~95-136 + ~15 min on 2 CPU cores
+    python tools/train_polarity.py --install     # ~3.3 hours on 2 CPU cores (below)
 
 Stages and their outputs:
   1. split_replab.py     ~/.cache/npmobilebert/replab2013/{train,dev}.tsv (the committed dev entities)
-  2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics);
-                         with --teachers N also teacher_s1/ ... teacher_s<N-1>/ (seeds 1 ...);
-                         with --lexicon-stack N also its N out-of-fold runs, teacher/fold_K_of_N/
-                         (~12 min each)
-  3. distill.py          .../train/student_L<layers>/ (the MobileBERT student: one stage from the
-                         init, learning the teacher's logits, hidden states and attention relations
-                         on the labelled tweets, 5 word-replaced copies of each and 100,000
-                         unlabeled tweets, 2 passes); with --lexicon-stack the teacher's logits
-                         stacked with the VADER lexicon instead (distill.py), in student_L<layers>_lex/
-  4. ship_polarity.py    float32 / float16 / dynamic / int8 / 16x8 .tflite (residual NoNorm scales
-                         folded first), docs/polarity.json, models/ with --install
+  2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics;
+                         ~27 min) and its --lexicon-stack N (default 3) out-of-fold runs,
+                         teacher/fold_K_of_N/ (~12 min each); with --teachers N (and
+                         --lexicon-stack 0) teacher_s1/ ... teacher_s<N-1>/ instead (seeds 1 ...)
+  3. distill.py          .../train/student_L<layers>_lex/ (the MobileBERT student: one stage from
+                         the init, learning the teacher's logits stacked with the VADER lexicon,
+                         its hidden states and attention relations, on the labelled tweets, 5
+                         word-replaced copies of each and 100,000 unlabeled tweets, 2 passes;
+                         ~115 min); with --lexicon-stack 0 the teacher's own logits, in
+                         student_L<layers>/
+  4. ship_polarity.py    float32 / float16 / dynamic / int8 / 16x8 .tflite (residual NoNorms and the
+                         attention scale folded first), docs/polarity.json, models/ with --install
+                         (~20 min)
 """
 
 from __future__ import annotations
@@ -45,15 +47,16 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=float, default=2.0, help="the student's passes over its tweets")
     ap.add_argument("--teachers", type=int, default=1,
                     help="fine-tune this many teachers (seeds 0, 1, ...) and distil from their mean logits")
-    ap.add_argument("--lexicon-stack", type=int, default=0, metavar="FOLDS",
+    ap.add_argument("--lexicon-stack", type=int, default=3, metavar="FOLDS",
                     help="distil the teacher stacked with VADER, fitted on FOLDS out-of-fold teacher runs "
                          "(distill.py --lexicon-stack; 0: the teacher alone)")
-    ap.add_argument("--fold-attention-scale", action="store_true",
-                    help="fold 1/sqrt(head_dim) into the query weights on conversion (ship_polarity.py)")
+    ap.add_argument("--keep-attention-scale", action="store_true",
+                    help="leave 1/sqrt(head_dim) an int8 MUL on conversion instead of folding it into the "
+                         "query weights (ship_polarity.py)")
     ap.add_argument("--install", action="store_true", help="put the int8 and dynamic models in models/")
     args = ap.parse_args(argv)
     if args.lexicon_stack and args.teachers > 1:
-        ap.error("--lexicon-stack stacks one teacher (no --teachers)")
+        ap.error("--lexicon-stack stacks one teacher: --teachers N needs --lexicon-stack 0")
     try:
         stage("split_replab.py")
         teachers = [CACHE / ("teacher" if seed == 0 else f"teacher_s{seed}") for seed in range(args.teachers)]
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
                   *(["--lexicon-stack", str(args.lexicon_stack)] if args.lexicon_stack else []),
                   *(arg for teacher in teachers for arg in ("--teacher-dir", str(teacher))))
         stage("ship_polarity.py", "--student-dir", str(student),
-              *(["--fold-attention-scale"] if args.fold_attention_scale else []),
+              *(["--keep-attention-scale"] if args.keep_attention_scale else []),
               *(["--install"] if args.install else []))
     except subprocess.CalledProcessError as e:
         print(f"error: stage {Path(e.cmd[1]).name} failed (exit {e.returncode}); rerun to resume",
