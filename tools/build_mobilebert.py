@@ -91,9 +91,9 @@ class MobileBertConfig:
     residual_scale: bool = True
     # Whether those NoNorms exist at all once unscaled. False (needs residual_scale=False): their
     # shift lives in the bias of the dense layer writing each stream (fold_norms.py), so the int8
-    # model has no ADD of a constant after each residual ADD either -- XNNPACK requantizes an ADD's
-    # output differently from LiteRT's reference, the last rule that flips labels between them
-    # (docs/agreement_by_rule.json).
+    # model has no ADD of a constant after each residual ADD either -- XNNPACK requantizes those
+    # ADDs' outputs differently from LiteRT's reference (23 of 24 label flips between them on the
+    # shipped student before this fold: models/README.md).
     residual_shift: bool = True
     # Whether AttentionProbs multiplies the scores by 1 / sqrt(head_dim) (as trained), or the
     # query dense layer already carries that factor (False: fold_norms.fold_attention_scale). In a
