@@ -26,6 +26,7 @@ import convert  # noqa: E402
 import polarity_data as data  # noqa: E402
 from build_mobilebert import MobileBertConfig  # noqa: E402
 from split_replab import DEFAULT_OUT as SPLIT_DIR  # noqa: E402
+from train_polarity import LEXICON_STACK_FOLDS  # noqa: E402
 
 from npmobilebert.classify import predict, read_labelled_tsv, evaluate  # noqa: E402
 from npmobilebert.fileio import save_json  # noqa: E402
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
                                  "out-of-fold logits and VADER's scores, tools/baseline_lexicon.py)" if folds else ""),
                               "data": distillation_data(student["recipe"]),
                               "recipe": "tools/train_polarity.py" + (f" --teachers {teachers}" if teachers > 1 else "")
-                                        + (f" --lexicon-stack {folds}" if folds != 3 else "")
+                                        + (f" --lexicon-stack {folds}" if folds != LEXICON_STACK_FOLDS else "")
                                         + (" --keep-attention-scale" if args.keep_attention_scale else ""),
                               "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}

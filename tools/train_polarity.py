@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from polarity_data import CACHE  # noqa: E402
 
+LEXICON_STACK_FOLDS = 3   # the shipped recipe's --lexicon-stack; ship_polarity.py's provenance names any other
+
 
 def stage(script: str, *args: str) -> None:
     cmd = [sys.executable, str(HERE / script), *args]
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=float, default=2.0, help="the student's passes over its tweets")
     ap.add_argument("--teachers", type=int, default=1,
                     help="fine-tune this many teachers (seeds 0, 1, ...) and distil from their mean logits")
-    ap.add_argument("--lexicon-stack", type=int, default=3, metavar="FOLDS",
+    ap.add_argument("--lexicon-stack", type=int, default=LEXICON_STACK_FOLDS, metavar="FOLDS",
                     help="distil the teacher stacked with VADER, fitted on FOLDS out-of-fold teacher runs "
                          "(distill.py --lexicon-stack; 0: the teacher alone)")
     ap.add_argument("--keep-attention-scale", action="store_true",
