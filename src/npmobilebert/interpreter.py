@@ -19,7 +19,7 @@ import numpy as np
 from .feeds import order_inputs
 from .fusion import fuse_table_chains
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
-from .kernels import PreparedOp, prepare_op
+from .kernels import KERNELS, PreparedOp, prepare_op
 from .model import Model, Operator, Tensor
 from .numerics import Profile, get_profile
 
@@ -80,6 +80,7 @@ class Interpreter:
         self.max_tensor_bytes = int(max_tensor_bytes)
         for op in self.graph.operators:
             _check_supported(op)
+            self._check_quantization_details(op)
         for op in self.graph.operators:
             self._check_arity(op)
         self._check_order()
@@ -103,6 +104,16 @@ class Interpreter:
     @property
     def output_tensors(self) -> list[Tensor]:
         return [self.tensors[i] for i in self.graph.outputs]
+
+    def _check_quantization_details(self, op: Operator) -> None:
+        """Quantization that per-tensor/per-channel scales do not describe (blockwise INT4
+        weights, ...): refused by name, before a kernel finds no scales and says less."""
+        for i in (*op.inputs, *op.outputs):
+            t = self.tensors[i] if i >= 0 else None
+            if t is not None and t.quantization_details is not None:
+                raise UnsupportedOpError(
+                    f"{t.quantization_details} quantization not implemented: tensor {i} "
+                    f"({_quoted(t.name)}, {t.type_name}) of operator {op.index} ({op.name} v{op.version})")
 
     def _check_arity(self, op: Operator) -> None:
         """Input and output counts, absent (-1) inputs only where the op allows them."""
@@ -242,7 +253,7 @@ class Interpreter:
                                    f"the model declares {len(op.outputs)}")
         for i, out in zip(op.outputs, outs):
             t = self.tensors[i]
-            if np.shape(out) != tuple(t.shape):
+            if np.shape(out) != tuple(t.shape) and not _resolves_unknown_shape(t, np.shape(out)):
                 raise ModelFormatError(
                     f"operator {op.index} ({op.opcode}) computes shape {list(np.shape(out))} for tensor {i} "
                     f"('{t.name}'), but the model declares {list(t.shape)}")
@@ -292,6 +303,17 @@ class Interpreter:
 _NO_DTYPE = np.dtype("V")      # stands in for a dtype where a kernel returned a non-array
 
 
+def _resolves_unknown_shape(tensor: Tensor, shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` fills in the unknown dimensions of a tensor the model declares with a
+    dynamic shape: -1 in its shape_signature, or ``shape: []`` beside a signature of some rank
+    (the converter's way of saying "known at run time").  LiteRT's kernels resize such tensors
+    in Prepare; the declared shape is only a placeholder."""
+    signature = tensor.shape_signature
+    if signature is None or not (-1 in signature or (tensor.shape == () and signature)):
+        return False
+    return len(shape) == len(signature) and all(s in (-1, d) for s, d in zip(signature, shape))
+
+
 def _check_supported(op: Operator) -> None:
     """Control flow and op versions beyond what the kernels know: a clear UnsupportedOpError."""
     if op.opcode in CONTROL_FLOW_OPS:
@@ -302,8 +324,13 @@ def _check_supported(op: Operator) -> None:
             f"operator {op.index} ({op.opcode} v{op.version}) is control flow{runs}: "
             f"the NumPy interpreter runs one straight-line graph")
     if op.opcode == "CUSTOM":
-        raise UnsupportedOpError(f"operator {op.index} is the custom op '{op.custom_code}': "
-                                 f"the NumPy interpreter runs builtin ops only")
+        raise UnsupportedOpError(f"custom op {op.name}: not implemented by the NumPy interpreter "
+                                 f"(operator {op.index})")
+    if op.opcode not in KERNELS:
+        # Checked before the graph's order: a stateful op (LSTM, SVDF) reads its state tensors
+        # before anything writes them, and the op, not its state, is what is missing.
+        raise UnsupportedOpError(f"{op.name} is not implemented by the NumPy interpreter "
+                                 f"(operator {op.index}, {op.name} v{op.version})")
     most = MAX_OP_VERSIONS.get(op.opcode)
     if op.version < 1 or (most is not None and op.version > most):
         known = f"versions 1 to {most}" if most is not None else "versions from 1"
@@ -353,6 +380,11 @@ def keep_freed_memory() -> None:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     mallopt(M_TRIM_THRESHOLD, 256 << 20)     # keep up to 256 MiB of free heap top mapped
     mallopt(M_MMAP_THRESHOLD, 32 << 20)      # blocks below 32 MiB (glibc's maximum) from the heap
+
+
+def _quoted(name: str) -> str:
+    """A tensor name (file data) for a message: quoted, escaped, one line."""
+    return repr(name)
 
 
 def _count(n: int, noun: str) -> str:

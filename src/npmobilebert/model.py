@@ -14,6 +14,7 @@ is reported as a one-line :class:`~npmobilebert.errors.ModelFormatError`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -133,6 +134,17 @@ _DTYPES: dict[str, np.dtype] = {
 # the raw bytes as a flat uint8 view.
 _RAW_TYPES = frozenset({"STRING", "INT4", "RESOURCE", "VARIANT"})
 
+# QuantizationParameters.details_type (the QuantizationDetails union) -> what the details are.
+_QUANTIZATION_DETAILS = {1: "custom", 2: "blockwise", 3: "multi-axis"}
+
+
+
+def _quantization_details(q: _Fields | None) -> str | None:
+    """What QuantizationParameters.details (field 4 its union type, 5 its table) holds, if any."""
+    kind = q.scalar(4, _U8) if q is not None else 0
+    return _QUANTIZATION_DETAILS.get(kind, f"details type {kind}") if kind else None
+
+
 # Builtin code of custom operators.
 _CUSTOM_CODE = getattr(_BuiltinOperator, "CUSTOM", 32)
 
@@ -195,6 +207,9 @@ class Tensor:
     quantization: Quantization | None
     is_variable: bool
     is_sparse: bool = False  # has SparsityParameters; `data` is then the packed values
+    # The kind of QuantizationParameters.details when the file sets one ("blockwise",
+    # "multi-axis", "custom"): quantization that scales/zero points alone do not describe.
+    quantization_details: str | None = None
 
     @property
     def is_constant(self) -> bool:
@@ -226,6 +241,16 @@ class Operator:
     intermediates: tuple[int, ...]
     options: dict  # decoded builtin options, snake_case field name -> python value
     custom_options: bytes | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """What to call the op in messages and listings: the builtin name, or a custom op's
+        ``custom_code`` (file data, so escaped when it is not plain printable text), as LiteRT's
+        op details name custom ops."""
+        if self.opcode != "CUSTOM" or not self.custom_code:
+            return self.opcode
+        code = self.custom_code
+        return code if code.isprintable() and code.strip() == code else repr(code)
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,9 +333,9 @@ class Model:
             raise TensorNotFoundError(f"the model has no tensor named {name_or_index!r}") from None
 
     def operator_histogram(self) -> collections.Counter:
-        """Counter of (opcode, version) over the operators of all subgraphs."""
+        """Counter of (op name, version) over the operators of all subgraphs (custom ops by custom code)."""
         return collections.Counter(
-            (op.opcode, op.version) for subgraph in self.subgraphs for op in subgraph.operators
+            (op.name, op.version) for subgraph in self.subgraphs for op in subgraph.operators
         )
 
 
@@ -589,15 +614,18 @@ class _ModelReader:
         opcodes = []
         for i in range(count):
             self.where = f"operator code {i}"
-            code_table = fb.OperatorCodes(i)
-            # Codes above 127 only fit the newer int32 `builtin_code` field; old
-            # files only have the int8 `deprecated_builtin_code`.  The larger of
-            # the two is the real one (the C++ runtime does the same).
-            code = max(code_table.BuiltinCode(), code_table.DeprecatedBuiltinCode())
-            custom = code_table.CustomCode()
-            custom_code = _decode_str(custom) if custom is not None else None
+            # OperatorCode fields: 0 deprecated_builtin_code (int8), 1 custom_code, 2 version
+            # (default 1), 3 builtin_code (int32).  Codes above 127 only fit the newer field; old
+            # files have only the int8 one, and newer writers (ai-edge-quantizer, LiteRT's NPU
+            # tools) may set only `builtin_code`.  The real code is the larger of the two, as
+            # tflite::GetBuiltinCode (schema_utils.cc) reads it.  The tflite package's
+            # BuiltinCode() cannot be used: it returns the deprecated byte whenever the int32
+            # field is below 127, i.e. 0 = ADD for a file that sets only `builtin_code`.
+            fields = _Fields.of(fb.OperatorCodes(i))
+            code = max(fields.scalar(3, _I32), fields.scalar(0, _I8))
+            custom_code = fields.string(1) if fields.present(1) else None
             name = _OPCODE_NAMES.get(code, f"UNKNOWN_{code}")
-            opcodes.append((name, code, code_table.Version(), custom_code))
+            opcodes.append((name, code, fields.scalar(2, _I32, default=1), custom_code))
         return opcodes
 
     # -- subgraphs --------------------------------------------------------------
@@ -622,6 +650,7 @@ class _ModelReader:
 
         n_ops = self.check_count(sg.OperatorsLength(), 4, f"{prefix}operator list".strip())
         operators = tuple(self.read_operator(sg.Operators(i), i, prefix, n_tensors) for i in range(n_ops))
+        tensors = _empty_constants(tensors, operators, inputs)
         return Subgraph(index=index, name=name, tensors=tensors, operators=operators, inputs=inputs, outputs=outputs)
 
     # -- tensors ----------------------------------------------------------------
@@ -650,6 +679,7 @@ class _ModelReader:
         is_sparse = fields.present(6)
         raw = self.buffer_view(buffer_index, what)
         data = None if raw is None else self.tensor_data(raw, shape, dtype, type_name, is_sparse, what, buffer_index)
+        quantization = fields.table(4)
 
         return Tensor(
             index=index,
@@ -660,9 +690,10 @@ class _ModelReader:
             type_name=type_name,
             buffer_index=buffer_index,
             data=data,
-            quantization=self.read_quantization(fields.table(4), shape, what),
+            quantization=self.read_quantization(quantization, shape, what),
             is_variable=bool(fields.scalar(5, _U8)),
             is_sparse=is_sparse,
+            quantization_details=_quantization_details(quantization),
         )
 
     def tensor_data(
@@ -828,6 +859,28 @@ class _ModelReader:
             view = self.buffer_view(entry.Buffer(), f"metadata {name!r}")
             metadata[name] = b"" if view is None else view.tobytes()
         return metadata
+
+
+def _empty_constants(tensors: tuple[Tensor, ...], operators: tuple[Operator, ...],
+                     inputs: tuple[int, ...]) -> tuple[Tensor, ...]:
+    """Give zero-size tensors that nothing writes their (empty) value.
+
+    The converter writes a constant of shape [0] (e.g. RESHAPE's new shape for a scalar) with an
+    empty buffer, and an empty buffer is how a file says "no data": LiteRT
+    (InterpreterBuilder::ParseTensors) makes such a tensor read-write, and ops read it without
+    anything writing it -- it has no elements to write.  Its value is the empty array of its
+    shape, so it is a constant here like any other.
+    """
+    written = set(inputs)
+    for op in operators:
+        written.update(op.outputs)
+    if not any(t.data is None and t.size == 0 and t.index not in written for t in tensors):
+        return tensors
+    return tuple(
+        dataclasses.replace(t, data=_readonly(np.zeros(t.shape, t.dtype)))
+        if (t.data is None and t.size == 0 and t.index not in written and not t.is_variable
+            and t.type_name not in _RAW_TYPES) else t
+        for t in tensors)
 
 
 def _optional_float_array(array: Any) -> np.ndarray | None:

@@ -1,0 +1,137 @@
+"""What real .tflite files from other tools hold and our own fixtures did not: op codes only in
+the newer `builtin_code` field, custom ops, STRING tensors, constant or empty graph outputs,
+shapes known only at run time, ops we do not implement.  Each case is planted by editing our own
+fixtures (or building a graph) with LiteRT's FlatBuffer object API, and LiteRT runs the same file
+as the oracle: what it names, runs or refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny_int8.tflite"
+
+schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+
+import flatbuffers  # noqa: E402  (after the skips: the object API comes with LiteRT)
+
+from npmobilebert.interpreter import Interpreter  # noqa: E402
+from npmobilebert.model import load_model  # noqa: E402
+
+B = schema.BuiltinOperator
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "npmobilebert.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def unpack(blob: bytes):
+    return schema.ModelT.InitFromPackedBuf(bytearray(blob), 0)
+
+
+def pack(m) -> bytes:
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def edited(path: Path, edit) -> bytes:
+    """The model at `path` after `edit(ModelT)` changed it in place."""
+    m = unpack(path.read_bytes())
+    edit(m)
+    return pack(m)
+
+
+def write(tmp_path: Path, name: str, blob: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
+
+
+def litert_interpreter(path: Path):
+    return litert.Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
+                              experimental_preserve_all_tensors=True)
+
+
+def litert_op_names(path: Path) -> list[str]:
+    return [d["op_name"] for d in litert_interpreter(path)._get_ops_details()]
+
+
+def one_line_error(r, code: int = 2) -> str:
+    """The single stderr line of a refused command (never a traceback)."""
+    assert r.returncode == code, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Operator codes
+# ------------------------------------------------------------------------------------------------
+
+def _only_builtin_code(m) -> None:
+    """As ai-edge-quantizer and LiteRT's NPU tools write them: the int8 field left at 0."""
+    for code in m.operatorCodes:
+        code.deprecatedBuiltinCode = 0
+
+
+def test_op_codes_only_in_builtin_code_are_read_as_litert_reads_them(tmp_path):
+    path = write(tmp_path, "only_builtin_code.tflite", edited(TINY, _only_builtin_code))
+    model = load_model(path)
+    assert [op.name for op in model.operators] == litert_op_names(path)
+    assert "DEQUANTIZE" in {op.opcode for op in model.operators}
+    # and it runs as the original does, identical to LiteRT's reference kernels
+    r = cli("verify", "-m", path, "--against", "ref", "--random", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "every tensor is identical" in r.stdout
+
+
+def test_op_codes_above_127_are_named_and_refused_by_name(tmp_path):
+    """GELU (150) fits only `builtin_code`; the deprecated byte holds the placeholder 127."""
+    from opmodels import model, op, tensor
+    x = tensor("x", (2, 4), "float32")
+    y = tensor("y", (2, 4), "float32")
+    path = write(tmp_path, "gelu.tflite", model([op(B.GELU, [x], [y], schema.GeluOptionsT(), version=1)]))
+    assert [op.name for op in load_model(path).operators] == litert_op_names(path) == ["GELU"]
+    assert "GELU v1" in cli("info", "-m", path).stdout
+    litert_interpreter(path).allocate_tensors()     # LiteRT runs it
+    error = one_line_error(cli("verify", "-m", path, "--random", "1"))
+    assert "GELU is not implemented by the NumPy interpreter" in error
+
+
+def _custom_first_code(name: bytes):
+    def edit(m) -> None:
+        code = m.operatorCodes[0]
+        code.builtinCode = code.deprecatedBuiltinCode = B.CUSTOM
+        code.customCode = name
+    return edit
+
+
+@pytest.mark.parametrize("name, shown", [(b"NPU_OP", "NPU_OP"), (b"EVIL\nOP \x1b[31m", repr("EVIL\nOP \x1b[31m"))])
+def test_custom_ops_are_named_by_their_custom_code_and_never_run(tmp_path, name, shown):
+    path = write(tmp_path, "custom.tflite", edited(TINY, _custom_first_code(name)))
+    model = load_model(path)
+    names = [op.name for op in model.operators]
+    litert_names = litert_op_names(path)
+    assert names[1:] == litert_names[1:]
+    assert litert_names[0] == name.decode()         # LiteRT names it by its custom code, raw
+    assert names[0] == shown                        # we escape what is file data
+    info = cli("info", "-m", path)
+    assert info.returncode == 0 and f"{shown} v" in info.stdout
+    assert json.loads(cli("info", "-m", path, "--json").stdout)["operators"]
+    # LiteRT refuses it too ("Encountered unresolved custom op")
+    with pytest.raises(RuntimeError, match="unresolved custom op"):
+        litert_interpreter(path).allocate_tensors()
+    for command in (["verify", "--random", "1"], ["lint", "--random", "1"], ["run", "--ids", "101 7 102"]):
+        error = one_line_error(cli(command[0], "-m", path, *command[1:]))
+        assert error == f"error: custom op {shown}: not implemented by the NumPy interpreter (operator 0)"
