@@ -135,3 +135,71 @@ def test_custom_ops_are_named_by_their_custom_code_and_never_run(tmp_path, name,
     for command in (["verify", "--random", "1"], ["lint", "--random", "1"], ["run", "--ids", "101 7 102"]):
         error = one_line_error(cli(command[0], "-m", path, *command[1:]))
         assert error == f"error: custom op {shown}: not implemented by the NumPy interpreter (operator 0)"
+
+
+# ------------------------------------------------------------------------------------------------
+# Valid files LiteRT runs: never an internal error
+# ------------------------------------------------------------------------------------------------
+
+def _string_gather_model() -> bytes:
+    """GATHER of a STRING input (built in float, then retyped: opmodels has no STRING data)."""
+    from opmodels import GatherOptionsT, model, op, tensor
+    words = tensor("words", (3,), "float32")
+    picked = tensor("picked", (2,), "float32")
+    m = unpack(model([op("GATHER", [words, tensor("idx", (2,), "int32", data=[2, 0])], [picked],
+                          GatherOptionsT(), version=1)]))
+    for t in m.subgraphs[0].tensors:
+        if t.name in (b"words", b"picked"):
+            t.type = schema.TensorType.STRING
+    return pack(m)
+
+
+def test_string_tensors_are_refused_in_one_line_where_litert_runs_them(tmp_path):
+    path = write(tmp_path, "string_gather.tflite", _string_gather_model())
+    it = litert_interpreter(path)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.array([b"a", b"bb", b"c"], dtype=object))
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]).tolist() == [b"c", b"a"]
+    from npmobilebert.inputs import InputMaker
+    drawn = InputMaker(load_model(path)).random(np.random.default_rng(0)).arrays[0]
+    assert drawn.shape == (3,) and all(isinstance(w, bytes) and w for w in drawn)
+    for command in ("verify", "lint"):
+        error = one_line_error(cli(command, "-m", path, "--random", "1"))
+        assert error == ("error: STRING tensors are not implemented by the NumPy interpreter: "
+                         "tensor 0 ('words') of operator 0 (GATHER v1)")
+
+
+def test_a_constant_graph_output_is_verified(tmp_path):
+    from opmodels import AddOptionsT, model, op, tensor
+    a = tensor("a", (2,), "float32")
+    c = tensor("c", (2,), "float32", data=[1.5, -2])
+    s = tensor("s", (2,), "float32")
+    path = write(tmp_path, "constant_output.tflite",
+                 model([op("ADD", [a, c], [s], AddOptionsT())], inputs=[a], outputs=[s, c]))
+    it = litert_interpreter(path)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.array([1, 2], np.float32))
+    it.invoke()
+    theirs = [it.get_tensor(d["index"]) for d in it.get_output_details()]
+    ours = Interpreter(load_model(path)).run([np.array([1, 2], np.float32)])
+    for a_, b_ in zip(ours, theirs):
+        np.testing.assert_array_equal(a_, b_)
+    assert Interpreter(load_model(path)).run_all([np.array([1, 2], np.float32)])[1].tolist() == [1.5, -2]
+    r = cli("verify", "-m", path, "--random", "2")
+    assert r.returncode == 0 and "final outputs identical: 2/2" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_zero_size_output_is_verified(tmp_path):
+    from opmodels import AddOptionsT, model, op, tensor
+    a = tensor("a", (2, 0), "float32")
+    s = tensor("s", (2, 0), "float32")
+    path = write(tmp_path, "zero_size.tflite", model([op("ADD", [a, a], [s], AddOptionsT())]))
+    it = litert_interpreter(path)
+    it.allocate_tensors()
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (2, 0)
+    r = cli("verify", "-m", path, "--random", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "labels agree: 2/2" in r.stdout
+    assert cli("run", "-m", path, "--ids", "1").returncode == 2    # no ids input: refused, not a crash

@@ -100,6 +100,8 @@ def diff_runtimes(model: Model, arrays, profile_a: str, profile_b: str) -> Runti
 
 
 def _label(out: np.ndarray, labels: list[str]) -> str:
+    if out.size == 0:
+        return "(empty output)"
     k = int(np.argmax(out.reshape(-1)))
     return labels[k] if labels and k < len(labels) else str(k)
 

@@ -162,6 +162,12 @@ class InputMaker:
 
 
 def _random_array(spec: Tensor, rng: np.random.Generator) -> np.ndarray:
+    if spec.type_name == "STRING":
+        # LiteRT takes (and returns) an object array of bytes: short random lowercase words
+        letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+        words = np.empty(spec.size, dtype=object)
+        words[:] = [bytes(rng.choice(letters, int(rng.integers(1, 9)))) for _ in range(spec.size)]
+        return words.reshape(spec.shape)
     if np.issubdtype(spec.dtype, np.floating):
         return rng.standard_normal(spec.shape).astype(spec.dtype)
     if spec.dtype == np.bool_:

@@ -55,6 +55,9 @@ OP_ARITY = {
     "RSQRT": (1, 0, 1), "SQUARED_DIFFERENCE": (2, 0, 1),
 }
 
+# Tensor types whose values are not fixed-size numbers: no kernel here reads or writes them.
+_UNSUPPORTED_TYPES = frozenset({"STRING", "RESOURCE", "VARIANT"})
+
 # Ops that run other subgraphs: a graph with them is not a straight line of ops.
 CONTROL_FLOW_OPS = frozenset({"WHILE", "IF", "CALL_ONCE", "CALL"})
 
@@ -80,7 +83,7 @@ class Interpreter:
         self.max_tensor_bytes = int(max_tensor_bytes)
         for op in self.graph.operators:
             _check_supported(op)
-            self._check_quantization_details(op)
+            self._check_tensor_kinds(op)
         for op in self.graph.operators:
             self._check_arity(op)
         self._check_order()
@@ -105,15 +108,21 @@ class Interpreter:
     def output_tensors(self) -> list[Tensor]:
         return [self.tensors[i] for i in self.graph.outputs]
 
-    def _check_quantization_details(self, op: Operator) -> None:
-        """Quantization that per-tensor/per-channel scales do not describe (blockwise INT4
-        weights, ...): refused by name, before a kernel finds no scales and says less."""
+    def _check_tensor_kinds(self, op: Operator) -> None:
+        """Tensors no kernel here handles, refused by what they are before a kernel meets them
+        and says less: STRING values (LiteRT's variable-length string buffers), and quantization
+        that per-tensor/per-channel scales do not describe (blockwise INT4 weights, ...)."""
         for i in (*op.inputs, *op.outputs):
             t = self.tensors[i] if i >= 0 else None
-            if t is not None and t.quantization_details is not None:
-                raise UnsupportedOpError(
-                    f"{t.quantization_details} quantization not implemented: tensor {i} "
-                    f"({_quoted(t.name)}, {t.type_name}) of operator {op.index} ({op.name} v{op.version})")
+            if t is None:
+                continue
+            where = f"tensor {i} ({_quoted(t.name)}) of operator {op.index} ({op.name} v{op.version})"
+            if t.type_name in _UNSUPPORTED_TYPES:
+                raise UnsupportedOpError(f"{t.type_name} tensors are not implemented by the NumPy "
+                                         f"interpreter: {where}")
+            if t.quantization_details is not None:
+                raise UnsupportedOpError(f"{t.quantization_details} quantization not implemented "
+                                         f"({t.type_name} {where})")
 
     def _check_arity(self, op: Operator) -> None:
         """Input and output counts, absent (-1) inputs only where the op allows them."""
@@ -198,7 +207,8 @@ class Interpreter:
     # -- running ---------------------------------------------------------------------------------
 
     def run_all(self, inputs, observer: Observer | None = None) -> dict[int, np.ndarray]:
-        """Execute every op; return every non-constant tensor (inputs included) by index."""
+        """Execute every op; return every non-constant tensor (inputs included) and every graph
+        output (a graph may return a constant as is) by index."""
         values: dict[int, np.ndarray] = dict(zip(self.graph.inputs, self.bind_inputs(inputs)))
         for step in self.plan:
             args = self._arguments(step.ctx.op, values)
@@ -206,6 +216,9 @@ class Interpreter:
             values.update(zip(step.ctx.op.outputs, outs))
             if observer is not None:
                 observer(step, args, outs)
+        for i in self.graph.outputs:
+            if i not in values:
+                values[i] = self.tensors[i].data
         return values
 
     def _arguments(self, op: Operator, values: dict[int, np.ndarray]) -> list:

@@ -178,7 +178,7 @@ def layer_error(quant_model, float_model, quant_interp, float_interp, quant_inpu
         fv = float_interp.run_all(fa)
         q_out = qv.get(quant_model.outputs[0]) if quant_model.outputs else None
         f_out = fv.get(float_model.outputs[0]) if float_model.outputs else None
-        if q_out is not None and f_out is not None and q_out.size == f_out.size:
+        if q_out is not None and f_out is not None and q_out.size == f_out.size > 0:
             agree += int(np.argmax(q_out) == np.argmax(f_out))
         for m in matches:
             qt = quant_model.tensors[quant_model.operators[m.quant_op].outputs[0]]

@@ -134,14 +134,20 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
             report.first_input = k
         report.comparison.merge(cmp)
         report.inputs += 1
-        outs_equal = all(np.array_equal(ours[i], theirs[i]) for i in model.outputs if i in theirs)
-        report.outputs_identical += int(outs_equal)
-        report.labels_agree += int(all(
-            np.array_equal(np.argmax(ours[i], axis=-1), np.argmax(theirs[i], axis=-1))
-            for i in model.outputs if i in theirs))
+        pairs = [(ours[i], theirs[i]) for i in model.outputs if i in theirs]
+        report.outputs_identical += int(all(np.array_equal(a, b) for a, b in pairs))
+        report.labels_agree += int(all(_same_label(a, b) for a, b in pairs))
         if progress is not None:
             progress(k + 1)
     return report
+
+
+def _same_label(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    """Whether two outputs pick the same class on their last axis; an output with no classes
+    (zero-size, or a scalar) has no label to pick, so it agrees when the values do."""
+    if ours.ndim == 0 or ours.shape[-1] == 0 or ours.shape != theirs.shape:
+        return np.array_equal(ours, theirs)
+    return np.array_equal(np.argmax(ours, axis=-1), np.argmax(theirs, axis=-1))
 
 
 def format_report(report: VerifyReport, model: Model) -> str:
