@@ -43,11 +43,15 @@ def pack(m) -> bytes:
     return bytes(builder.Output())
 
 
-def edited(path: Path, edit) -> bytes:
-    """The model at `path` after `edit(ModelT)` changed it in place."""
-    m = unpack(path.read_bytes())
+def edited_bytes(blob: bytes, edit) -> bytes:
+    """The model `blob` after `edit(ModelT)` changed it in place."""
+    m = unpack(blob)
     edit(m)
     return pack(m)
+
+
+def edited(path: Path, edit) -> bytes:
+    return edited_bytes(path.read_bytes(), edit)
 
 
 def write(tmp_path: Path, name: str, blob: bytes) -> Path:
@@ -203,3 +207,153 @@ def test_a_zero_size_output_is_verified(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "labels agree: 2/2" in r.stdout
     assert cli("run", "-m", path, "--ids", "1").returncode == 2    # no ids input: refused, not a crash
+
+
+# ------------------------------------------------------------------------------------------------
+# Valid files LiteRT runs: never a wrong refusal
+# ------------------------------------------------------------------------------------------------
+
+def _litert_run(path: Path, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    it = litert_interpreter(path)
+    it.allocate_tensors()
+    for d, value in zip(it.get_input_details(), feeds):
+        it.set_tensor(d["index"], value)
+    it.invoke()
+    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
+
+
+def _assert_runs_as_litert(path: Path, feeds: list[np.ndarray]) -> None:
+    ours = Interpreter(load_model(path)).run(feeds)
+    theirs = _litert_run(path, feeds)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_empty_constant_of_shape_0_is_a_constant(tmp_path):
+    """RESHAPE to a scalar: the converter writes its new shape as an int32 [0] constant with an
+    empty buffer -- which the file cannot tell from "no data"."""
+    from opmodels import ReshapeOptionsT, model, op, tensor
+    x = tensor("x", (1,), "float32")
+    y = tensor("y", (), "float32")
+    new_shape = tensor("new_shape", (0,), "int32", data=np.zeros(0))
+    path = write(tmp_path, "reshape_to_scalar.tflite", model([op("RESHAPE", [x, new_shape], [y], ReshapeOptionsT())]))
+    assert load_model(path).tensors[1].data.shape == (0,)
+    _assert_runs_as_litert(path, [np.array([2.5], np.float32)])
+    assert cli("verify", "-m", path, "--random", "2").returncode == 0
+
+
+def test_an_output_of_unknown_shape_takes_the_shape_it_is_computed_with(tmp_path):
+    """`shape: []` beside a shape_signature of rank 2: LiteRT resizes the tensor in Prepare."""
+    from opmodels import AddOptionsT, model, op, tensor
+    x = tensor("x", (2, 4), "float32")
+    y = tensor("y", (2, 4), "float32")
+
+    def unknown(m):
+        (t,) = [t for t in m.subgraphs[0].tensors if t.name == b"y"]
+        t.shape, t.shapeSignature = [], [-1, 4]
+
+    path = write(tmp_path, "unknown_shape.tflite", edited_bytes(model([op("ADD", [x, x], [y], AddOptionsT())]), unknown))
+    feed = np.arange(8, dtype=np.float32).reshape(2, 4)
+    _assert_runs_as_litert(path, [feed])
+    assert cli("verify", "-m", path, "--random", "2").returncode == 0
+    # a computed shape that contradicts the known dimension is still refused
+    from npmobilebert.interpreter import _resolves_unknown_shape
+    assert not _resolves_unknown_shape(load_model(path).tensors[1], (2, 5))
+
+
+@pytest.mark.parametrize("opcode", ["ADD", "FULLY_CONNECTED", "SOFTMAX", "QUANTIZE", "TANH"])
+def test_quantization_parameters_on_float32_tensors_are_ignored_as_litert_ignores_them(tmp_path, opcode):
+    """A FLOAT32 tensor carrying int8 scales and zero points is still float: LiteRT's kernels
+    dispatch on the tensor type, so the parameters are unused."""
+    from opmodels import (AddOptionsT, FullyConnectedOptionsT, QuantizeOptionsT, SoftmaxOptionsT,
+                          model, op, tensor)
+    x = tensor("x", (2, 4), "float32", scale=0.1, zero_point=3)
+    if opcode == "ADD":
+        y = tensor("y", (2, 4), "float32", scale=0.05, zero_point=-2)
+        ops = [op("ADD", [x, tensor("c", (2, 4), "float32", scale=0.1, zero_point=1, data=np.ones((2, 4)))],
+                  [y], AddOptionsT())]
+    elif opcode == "FULLY_CONNECTED":
+        w = tensor("w", (3, 4), "float32", scale=0.02, zero_point=0, data=np.linspace(-1, 1, 12))
+        ops = [op("FULLY_CONNECTED", [x, w, None], [tensor("y", (2, 3), "float32", scale=0.1, zero_point=0)],
+                  FullyConnectedOptionsT())]
+    elif opcode == "SOFTMAX":
+        ops = [op("SOFTMAX", [x], [tensor("y", (2, 4), "float32", scale=1 / 256, zero_point=-128)],
+                  SoftmaxOptionsT(beta=1.0))]
+    elif opcode == "QUANTIZE":
+        ops = [op("QUANTIZE", [x], [tensor("y", (2, 4), "int8", scale=0.1, zero_point=0)], QuantizeOptionsT())]
+    else:
+        ops = [op("TANH", [x], [tensor("y", (2, 4), "float32", scale=1 / 128, zero_point=0)])]
+    path = write(tmp_path, f"float_with_scales_{opcode}.tflite", model(ops))
+    feed = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    _assert_runs_as_litert(path, [feed])
+
+
+def _svdf_model() -> bytes:
+    """SVDF, rank 1: 2 units over 3 inputs with a memory of 4; its activation state is a
+    variable tensor nothing writes before the op reads it."""
+    from opmodels import model, op, tensor
+    rng = np.random.default_rng(0)
+    x = tensor("x", (1, 3), "float32")
+    features = tensor("weights_feature", (2, 3), "float32", data=rng.standard_normal((2, 3)))
+    time = tensor("weights_time", (2, 4), "float32", data=rng.standard_normal((2, 4)))
+    bias = tensor("bias", (2,), "float32", data=[0.1, -0.2])
+    state = tensor("state", (1, 8), "float32")
+    y = tensor("y", (1, 2), "float32")
+    blob = model([op("SVDF", [x, features, time, bias, state], [y], schema.SVDFOptionsT(), version=1)],
+                 inputs=[x], outputs=[y])
+
+    def variable_state(m):
+        m.subgraphs[0].operators[0].builtinOptions.rank = 1
+        for t in m.subgraphs[0].tensors:
+            t.isVariable = t.name == b"state"
+
+    return edited_bytes(blob, variable_state)
+
+
+def test_stateful_ops_are_refused_as_not_implemented_not_for_their_state(tmp_path):
+    path = write(tmp_path, "svdf.tflite", _svdf_model())
+    _litert_run(path, [np.ones((1, 3), np.float32)])       # LiteRT runs it
+    error = one_line_error(cli("verify", "-m", path, "--random", "1"))
+    assert error == "error: SVDF is not implemented by the NumPy interpreter (operator 0, SVDF v1)"
+
+
+def _blockwise_int4_model() -> bytes:
+    """A hybrid FULLY_CONNECTED whose INT4 weights have one float16 scale per block of 32 inputs
+    (QuantizationParameters.details = BlockwiseQuantization), as ai-edge-quantizer writes them."""
+    from opmodels import FullyConnectedOptionsT, model, op, tensor
+    x = tensor("x", (1, 32), "float32")
+    w = tensor("w", (4, 32), "int8", scale=[0.1] * 4, data=np.zeros((4, 32)))
+    y = tensor("y", (1, 4), "float32")
+    blob = model([op("FULLY_CONNECTED", [x, w, None], [y],
+                     FullyConnectedOptionsT(asymmetricQuantizeInputs=True), version=6)])
+
+    def blockwise(m):
+        sg = m.subgraphs[0]
+        (weights,) = [t for t in sg.tensors if t.name == b"w"]
+        scales = schema.TensorT()
+        scales.name, scales.shape, scales.type = b"w_scales", [4, 1], schema.TensorType.FLOAT16
+        scales_buffer = schema.BufferT()
+        scales_buffer.data = np.full((4, 1), 0.25, np.float16).tobytes()
+        scales.buffer = len(m.buffers)
+        m.buffers.append(scales_buffer)
+        sg.tensors.append(scales)
+        weights.type = schema.TensorType.INT4
+        nibbles = np.arange(4 * 32, dtype=np.uint8) % 16
+        m.buffers[weights.buffer].data = (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+        details = schema.BlockwiseQuantizationT()
+        details.scales, details.zeroPoints, details.blockSize = len(sg.tensors) - 1, -1, 32
+        q = schema.QuantizationParametersT()
+        q.detailsType, q.details = schema.QuantizationDetails.BlockwiseQuantization, details
+        weights.quantization = q
+
+    return edited_bytes(blob, blockwise)
+
+
+def test_blockwise_int4_weights_are_refused_as_what_they_are(tmp_path):
+    path = write(tmp_path, "blockwise.tflite", _blockwise_int4_model())
+    assert load_model(path).tensors[1].quantization_details == "blockwise"
+    _litert_run(path, [np.ones((1, 32), np.float32)])       # LiteRT runs it
+    error = one_line_error(cli("verify", "-m", path, "--random", "1"))
+    assert error == ("error: blockwise quantization not implemented "
+                     "(INT4 tensor 1 ('w') of operator 0 (FULLY_CONNECTED v6))")
