@@ -357,3 +357,33 @@ def test_blockwise_int4_weights_are_refused_as_what_they_are(tmp_path):
     error = one_line_error(cli("verify", "-m", path, "--random", "1"))
     assert error == ("error: blockwise quantization not implemented "
                      "(INT4 tensor 1 ('w') of operator 0 (FULLY_CONNECTED v6))")
+
+
+# ------------------------------------------------------------------------------------------------
+# verify on a graph without operators
+# ------------------------------------------------------------------------------------------------
+
+def _no_operators(empty: bool) -> bytes:
+    """A graph that returns its input as is, or (empty) one without tensors at all."""
+    from opmodels import model, tensor
+    x = tensor("x", (2,), "float32")
+    blob = model([], inputs=[x], outputs=[x])
+    if not empty:
+        return blob
+
+    def clear(m):
+        sg = m.subgraphs[0]
+        sg.tensors, sg.inputs, sg.outputs = [], [], []
+
+    return edited_bytes(blob, clear)
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["identity", "empty"])
+def test_verify_of_a_graph_without_operators_is_not_a_mismatch(tmp_path, empty):
+    path = write(tmp_path, "no_ops.tflite", _no_operators(empty))
+    litert_interpreter(path).allocate_tensors()          # LiteRT loads and runs it
+    report = tmp_path / "report.json"
+    r = cli("verify", "-m", path, "--random", "2", "--json", report)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing to compare: the graph has no operators" in r.stdout
+    assert json.loads(report.read_text())["operators"] == 0

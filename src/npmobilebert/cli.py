@@ -203,8 +203,9 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
     """Compare every tensor of the NumPy interpreter with LiteRT (or tflite-runtime) on the same inputs.
 
     Exit 0 when every tensor is identical (against 'ref' with litert-ref numerics, 'tflm' with
-    tflm numerics), or when every label agrees (other pairs, whose arithmetic differs by design);
-    1 otherwise; 2 on bad input.
+    tflm numerics), or when every label agrees (other pairs, whose arithmetic differs by design),
+    or when the graph has no operators (nothing to compute: its outputs are its inputs or
+    constants); 1 otherwise; 2 on bad input.
     """
     from .fileio import check_writable, save_json
     from .inputs import InputMaker

@@ -23,6 +23,13 @@ class VerifyReport:
     first_input: int | None = None   # which input showed the first divergence
     note: str = ""                   # what the runtime says about itself (e.g. a resolver fallback)
     numerics: str = "litert-ref"     # the interpreter's numerics profile (numerics.py)
+    operators: int = 0               # operators of the graph checked: none, nothing is computed
+
+    @property
+    def nothing_computed(self) -> bool:
+        """A graph without operators returns its inputs or constants as they are: there is no
+        arithmetic to check, which is not a mismatch."""
+        return self.operators == 0
 
     @property
     def exact(self) -> bool:
@@ -32,7 +39,10 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """verify's verdict: every tensor identical where the profile is exact, else every label."""
+        """verify's verdict: every tensor identical where the profile is exact, else every label;
+        with no operators, every output (an input or a constant) identical."""
+        if self.nothing_computed:
+            return self.outputs_identical == self.inputs
         return self.identical if self.exact else self.labels_agree == self.inputs
 
     @property
@@ -45,7 +55,7 @@ class VerifyReport:
         return {
             "model": self.model_path, "against": self.against, "runtime": self.runtime,
             "numerics": self.numerics,
-            "inputs": self.inputs, "tensors_compared": c.compared, "tensors_identical": c.identical,
+            "inputs": self.inputs, "operators": self.operators, "tensors_compared": c.compared, "tensors_identical": c.identical,
             "identical": self.identical, "outputs_identical": self.outputs_identical,
             "labels_agree": self.labels_agree, "max_diff_by_op": c.max_diff_by_op,
             "note": self.note or None,
@@ -125,7 +135,7 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
 
     name = getattr(runner, "name", None) or runtime_name()
     report = VerifyReport(model.path or "<bytes>", against, name, note=getattr(runner, "note", "") or "",
-                          numerics=interpreter.numerics.name)
+                          numerics=interpreter.numerics.name, operators=len(interpreter.graph.operators))
     for k, arrays in enumerate(inputs_list):
         ours = interpreter.run_all(arrays)
         theirs = runner.run_all(arrays)
@@ -168,7 +178,10 @@ def format_report(report: VerifyReport, model: Model) -> str:
     for op_type, d in sorted(c.max_diff_by_op.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {op_type:<20} {d}")
     first = c.first_divergence
-    if first is None:
+    if report.nothing_computed:
+        lines.append("nothing to compare: the graph has no operators, it returns its inputs or "
+                     "constants as they are" + ("" if report.ok else ", and those differ"))
+    elif first is None:
         lines.append("every tensor is identical" if report.identical else "nothing was compared")
     else:
         lines.append(f"first divergence (input {report.first_input}): op {first.op_index} {first.op_type}"
