@@ -387,3 +387,92 @@ def test_verify_of_a_graph_without_operators_is_not_a_mismatch(tmp_path, empty):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nothing to compare: the graph has no operators" in r.stdout
     assert json.loads(report.read_text())["operators"] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# --random draws inputs the model accepts
+# ------------------------------------------------------------------------------------------------
+
+VOCAB, POSITIONS, SEQ = 50, 8, 8
+
+
+@pytest.fixture(scope="module")
+def embedding_model(tmp_path_factory) -> Path:
+    """A text model from the real converter: token embeddings (GATHER of `tokens`), position
+    embeddings indexed by an int64 input through CAST and RESHAPE, an attention mask."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+
+    class Embed(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.words = tf.constant(rng.standard_normal((VOCAB, 4)), tf.float32)
+            self.places = tf.constant(rng.standard_normal((POSITIONS, 4)), tf.float32)
+
+        @tf.function(input_signature=[tf.TensorSpec((1, SEQ), tf.int32, name="tokens"),
+                                      tf.TensorSpec((SEQ,), tf.int64, name="positions"),
+                                      tf.TensorSpec((1, SEQ), tf.int32, name="attention_mask")])
+        def __call__(self, tokens, positions, attention_mask):
+            words = tf.gather(self.words, tokens)
+            places = tf.gather(self.places, tf.reshape(tf.cast(positions, tf.int32), (1, SEQ)))
+            keep = tf.cast(tf.expand_dims(attention_mask, -1), tf.float32)
+            return {"pooled": tf.reduce_sum((words + places) * keep, axis=1)}
+
+    module = Embed()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    path = tmp_path_factory.mktemp("embedding") / "embedding.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.mark.slow
+def test_random_inputs_index_inside_the_tables_the_model_gathers_from(embedding_model):
+    from npmobilebert.inputs import InputMaker
+    model = load_model(embedding_model)
+    assert {"GATHER", "CAST", "RESHAPE"} <= {op.opcode for op in model.operators}
+    maker = InputMaker(model)
+    names = [t.name for t in maker.specs]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        drawn = dict(zip(names, maker.random(rng).arrays))
+        (tokens,) = [v for k, v in drawn.items() if "tokens" in k]
+        (positions,) = [v for k, v in drawn.items() if "positions" in k]
+        (mask,) = [v for k, v in drawn.items() if "mask" in k]
+        assert 0 <= tokens.min() and tokens.max() < VOCAB
+        assert 0 <= positions.min() and positions.max() < POSITIONS
+        assert set(np.unique(mask)) <= {0, 1}
+        # LiteRT (the oracle) runs them: GATHER refuses an index outside its table
+        theirs = _litert_run(embedding_model, [drawn[d["name"]] for d in
+                                               litert_interpreter(embedding_model).get_input_details()])
+        assert np.isfinite(theirs[0]).all()
+    for command in ("verify", "lint"):
+        r = cli(command, "-m", embedding_model, "--random", "3")
+        assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", "-m", embedding_model, "--random", "3")
+    assert "every tensor is identical" in r.stdout
+
+
+def test_random_ids_of_the_fixtures_stay_inside_their_embedding_table():
+    from npmobilebert.inputs import InputMaker, input_value_ranges
+    model = load_model(TINY)
+    maker = InputMaker(model)
+    ids = maker.roles.index("ids")
+    ranges = input_value_ranges(model)
+    table_rows = max(model.tensors[op.inputs[0]].shape[0] for op in model.operators if op.opcode == "GATHER")
+    assert ranges[model.inputs[ids]][1] < table_rows
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        assert maker.random(rng).arrays[ids].max() <= ranges[model.inputs[ids]][1]
+
+
+def test_random_bools_and_masks_are_0_or_1():
+    from opmodels import AddOptionsT, CastOptionsT, model, op, tensor
+    flag = tensor("flag", (64,), "bool")
+    mask = tensor("input_mask", (64,), "int32")
+    as_int = tensor("flag_int", (64,), "int32")
+    out = tensor("sum", (64,), "int32")
+    blob = model([op("CAST", [flag], [as_int], CastOptionsT()), op("ADD", [as_int, mask], [out], AddOptionsT())])
+    from npmobilebert.inputs import InputMaker
+    drawn = InputMaker(load_model(blob)).random(np.random.default_rng(0)).arrays
+    assert drawn[0].dtype == np.bool_ and drawn[0].any() and not drawn[0].all()
+    assert set(np.unique(drawn[1])) == {0, 1}

@@ -17,6 +17,14 @@ from .errors import InputError, NpMobileBertError
 
 DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
 
+# What InputMaker.random (inputs.py) draws, for the help of the commands that take --random.
+RANDOM_INPUTS_HELP = (
+    "Random inputs are inputs the model accepts: BERT-style ids/mask/types a random token "
+    "sequence; an integer input that indexes a table (GATHER, EMBEDDING_LOOKUP, GATHER_ND, also "
+    "through RESHAPE, CAST, SQUEEZE, EXPAND_DIMS, TRANSPOSE or slices) inside that table; inputs "
+    "named like a mask, and bools, in {0, 1}; other integers in [-128, 127] (within their type); "
+    "floats standard normal.")
+
 
 def default_model_path() -> Path:
     """The shipped default model: models/ of a source checkout (the README's main job)."""
@@ -107,7 +115,8 @@ def input_set_options(default_random: int, ids: bool = True):
         click.option("--limit", type=click.IntRange(1, None), default=None,
                      help="Use at most N texts of --file."),
         click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
-                     help=f"N seeded random inputs (default {default_random} when no text or ids are given)."),
+                     help=f"N seeded random inputs (default {default_random} when no text or ids are "
+                     f"given). {RANDOM_INPUTS_HELP}"),
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     if ids:
@@ -278,7 +287,7 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given):
 @click.option("--text", "texts", multiple=True, help="A text to run (repeatable; needs tokenizers).")
 @click.option("--ids", "ids_list", multiple=True, help="Token ids to run, e.g. '101 7592 102' (repeatable).")
 @click.option("--random", "n_random", type=click.IntRange(0, 100000), default=None,
-              help="N runs on random inputs (default 1 when no --text/--ids is given).")
+              help=f"N runs on random inputs (default 1 when no --text/--ids is given). {RANDOM_INPUTS_HELP}")
 @click.option("--resolver", type=click.Choice(["ref", "builtin", "default", "tflm"]), default="ref",
               show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
               "tflm: TensorFlow Lite Micro instead of LiteRT (the tflite-micro package).")

@@ -22,6 +22,63 @@ ROLE_WORDS = {"ids": ("input_ids", "input_word_ids", "ids"),
               "types": ("token_type_ids", "segment_ids", "input_type_ids", "type")}
 
 
+# Ops whose output holds values of their input 0 (moved, reshaped, or cast -- integers in
+# range survive a cast): a bound on the output's values bounds the input's.  GATHER's output
+# holds values of its table (input 0).  CONCATENATION's hold those of every input.
+_VALUE_CARRIERS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CAST", "TRANSPOSE", "SLICE",
+                             "STRIDED_SLICE", "GATHER", "TILE", "BROADCAST_TO", "PACK", "UNPACK",
+                             "SPLIT", "SPLIT_V"})
+
+
+def input_value_ranges(model: Model) -> dict[int, tuple[int, int]]:
+    """Tensor index -> the inclusive range [low, high] its values must lie in for the model to
+    run: indices of a GATHER (along its axis), EMBEDDING_LOOKUP or GATHER_ND table, followed back
+    through the ops that carry values unchanged.  LiteRT's kernels refuse an index outside the
+    table (gather.cc, embedding_lookup.cc, gather_nd.cc: "out of bounds"), so a random input must
+    be drawn inside it.  Ops are visited last to first: every reader before the writer."""
+    tensors = model.tensors
+    ranges: dict[int, tuple[int, int]] = {}
+
+    def narrow(i: int, low: int, high: int) -> None:
+        if i < 0:
+            return
+        old = ranges.get(i)
+        ranges[i] = (low, high) if old is None else (max(old[0], low), min(old[1], high))
+
+    def known_dims(t: Tensor) -> tuple[int, ...] | None:
+        """The shape, when no dimension is left to run time (a table's size must be known)."""
+        signature = t.shape_signature
+        if (signature is not None and -1 in signature) or (not t.shape and signature):
+            return None
+        return t.shape
+
+    for op in reversed(model.operators):
+        ins = op.inputs
+        if op.opcode == "GATHER" and len(ins) >= 2 and ins[0] >= 0:
+            shape = known_dims(tensors[ins[0]])
+            axis = op.options.get("axis", 0)
+            if shape is not None and isinstance(axis, int) and -len(shape) <= axis < len(shape):
+                narrow(ins[1], 0, shape[axis] - 1)
+        elif op.opcode == "EMBEDDING_LOOKUP" and len(ins) >= 2 and ins[1] >= 0:
+            shape = known_dims(tensors[ins[1]])
+            if shape:
+                narrow(ins[0], 0, shape[0] - 1)
+        elif op.opcode == "GATHER_ND" and len(ins) >= 2 and ins[0] >= 0 and ins[1] >= 0:
+            shape, index_shape = known_dims(tensors[ins[0]]), known_dims(tensors[ins[1]])
+            if shape and index_shape and 0 < index_shape[-1] <= len(shape):
+                narrow(ins[1], 0, min(shape[: index_shape[-1]]) - 1)
+        if op.opcode in _VALUE_CARRIERS and ins and any(o in ranges for o in op.outputs):
+            bounds = [ranges[o] for o in op.outputs if o in ranges]
+            low, high = max(b[0] for b in bounds), min(b[1] for b in bounds)
+            carried = ins if op.opcode == "PACK" else ins[1:2] if op.opcode == "SPLIT" else ins[:1]
+            for i in carried:
+                narrow(i, low, high)
+        if op.opcode == "CONCATENATION" and op.outputs and op.outputs[0] in ranges:
+            for i in ins:
+                narrow(i, *ranges[op.outputs[0]])
+    return ranges
+
+
 def input_role(tensor: Tensor) -> str | None:
     name = tensor.name.lower()
     for role in ("mask", "types", "ids"):   # "ids" last: "token_type_ids" is a types input
@@ -71,6 +128,8 @@ class InputMaker:
                 raise ModelFormatError(f"input '{t.name}' declares shape {list(t.shape)} of {t.type_name}, "
                                        f"over the limit of {MAX_TENSOR_BYTES / (1 << 30):g} GiB per tensor")
         self.roles = [input_role(t) for t in self.specs]
+        ranges = input_value_ranges(model)
+        self.ranges = [ranges.get(i) for i in model.inputs]
         ids_spec = self.specs[self.roles.index("ids")] if "ids" in self.roles else None
         self.seq_len = int(ids_spec.shape[-1]) if ids_spec is not None and ids_spec.shape else 0
         # Text and ids fill one row of every ids/mask/types input: they must all be integer
@@ -82,6 +141,13 @@ class InputMaker:
         self._tokenizer = None
 
     def _vocab_size(self) -> int:
+        ids_range = self.ranges[self.roles.index("ids")] if "ids" in self.roles else None
+        declared = self._declared_vocab_size()
+        if ids_range is not None and ids_range[0] <= 0 <= ids_range[1]:
+            return min(declared, ids_range[1] + 1)     # the ids index a table of that size
+        return declared
+
+    def _declared_vocab_size(self) -> int:
         meta = model_metadata(self.model)
         size = meta.get("vocab_size")
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
@@ -141,7 +207,8 @@ class InputMaker:
 
     def random(self, rng: np.random.Generator) -> BertInputs:
         if not self.is_bert:
-            return BertInputs([_random_array(t, rng) for t in self.specs], 0)
+            return BertInputs([_random_array(t, rng, value_range, role == "mask")
+                               for t, value_range, role in zip(self.specs, self.ranges, self.roles)], 0)
         length = int(rng.integers(2, self.seq_len + 1))
         low = min(999, self.vocab_size // 2)   # skip [unused] and special tokens where the vocab allows
         body = rng.integers(low, self.vocab_size, size=length - 2).tolist()
@@ -161,16 +228,31 @@ class InputMaker:
         return BertInputs(arrays, n)
 
 
-def _random_array(spec: Tensor, rng: np.random.Generator) -> np.ndarray:
+def _random_array(spec: Tensor, rng: np.random.Generator, value_range: tuple[int, int] | None = None,
+                  is_mask: bool = False) -> np.ndarray:
+    """One random input a model accepts (cli.RANDOM_INPUTS_HELP says what is drawn)."""
+    if is_mask and spec.type_name != "STRING":
+        value_range = (0, 1)              # an attention mask: keep or drop, nothing else
     if spec.type_name == "STRING":
         # LiteRT takes (and returns) an object array of bytes: short random lowercase words
         letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
         words = np.empty(spec.size, dtype=object)
         words[:] = [bytes(rng.choice(letters, int(rng.integers(1, 9)))) for _ in range(spec.size)]
         return words.reshape(spec.shape)
-    if np.issubdtype(spec.dtype, np.floating):
-        return rng.standard_normal(spec.shape).astype(spec.dtype)
     if spec.dtype == np.bool_:
         return rng.integers(0, 2, spec.shape).astype(np.bool_)
+    if np.issubdtype(spec.dtype, np.floating):
+        if value_range is not None and value_range[0] <= value_range[1]:
+            # a float cast to an index: whole numbers inside the table
+            return rng.integers(value_range[0], value_range[1] + 1, spec.shape).astype(spec.dtype)
+        return rng.standard_normal(spec.shape).astype(spec.dtype)
+    if not np.issubdtype(spec.dtype, np.integer):
+        raise InputError(f"input '{spec.name}' is {spec.type_name}: no random values of that type")
     info = np.iinfo(spec.dtype)
-    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, spec.shape).astype(spec.dtype)
+    low, high = max(info.min, -128), min(info.max, 127)
+    if value_range is not None:
+        low, high = max(info.min, value_range[0]), min(info.max, value_range[1])
+        if low > high:
+            raise InputError(f"input '{spec.name}' must lie in [{value_range[0]}, {value_range[1]}], "
+                             f"which its type {spec.type_name} cannot hold: give inputs instead of random ones")
+    return rng.integers(low, high + 1, spec.shape).astype(spec.dtype)
