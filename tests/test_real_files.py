@@ -476,3 +476,17 @@ def test_random_bools_and_masks_are_0_or_1():
     drawn = InputMaker(load_model(blob)).random(np.random.default_rng(0)).arrays
     assert drawn[0].dtype == np.bool_ and drawn[0].any() and not drawn[0].all()
     assert set(np.unique(drawn[1])) == {0, 1}
+
+
+def test_random_inputs_of_a_quantized_rsqrt_are_at_or_above_its_zero_point(tmp_path):
+    """LiteRT's quantized RSQRT refuses values below the zero point: random ones must not be."""
+    from opmodels import model, op, tensor
+    x = tensor("x", (1, 4, 32), "int16", scale=6.1e-05, zero_point=0)
+    y = tensor("y", (1, 4, 32), "int16", scale=0.004, zero_point=0)
+    path = write(tmp_path, "rsqrt16.tflite", model([op("RSQRT", [x], [y])]))
+    from npmobilebert.inputs import InputMaker
+    drawn = InputMaker(load_model(path)).random(np.random.default_rng(0)).arrays[0]
+    assert drawn.min() >= 0 and drawn.max() > 127
+    _litert_run(path, [drawn])
+    r = cli("verify", "-m", path, "--random", "3")
+    assert r.returncode == 0 and "every tensor is identical" in r.stdout, r.stdout + r.stderr

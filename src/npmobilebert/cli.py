@@ -21,7 +21,8 @@ DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
 RANDOM_INPUTS_HELP = (
     "Random inputs are inputs the model accepts: BERT-style ids/mask/types a random token "
     "sequence; an integer input that indexes a table (GATHER, EMBEDDING_LOOKUP, GATHER_ND, also "
-    "through RESHAPE, CAST, SQUEEZE, EXPAND_DIMS, TRANSPOSE or slices) inside that table; inputs "
+    "through RESHAPE, CAST, SQUEEZE, EXPAND_DIMS, TRANSPOSE or slices) inside that table, a "
+    "quantized RSQRT input at or above its zero point; inputs "
     "named like a mask, and bools, in {0, 1}; other integers in [-128, 127] (within their type); "
     "floats standard normal.")
 

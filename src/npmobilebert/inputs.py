@@ -32,8 +32,8 @@ _VALUE_CARRIERS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CAST", "TRANS
 
 def input_value_ranges(model: Model) -> dict[int, tuple[int, int]]:
     """Tensor index -> the inclusive range [low, high] its values must lie in for the model to
-    run: indices of a GATHER (along its axis), EMBEDDING_LOOKUP or GATHER_ND table, followed back
-    through the ops that carry values unchanged.  LiteRT's kernels refuse an index outside the
+    run: indices of a GATHER (along its axis), EMBEDDING_LOOKUP or GATHER_ND table, the quantized
+    input of RSQRT, followed back through the ops that carry values unchanged.  LiteRT's kernels refuse an index outside the
     table (gather.cc, embedding_lookup.cc, gather_nd.cc: "out of bounds"), so a random input must
     be drawn inside it.  Ops are visited last to first: every reader before the writer."""
     tensors = model.tensors
@@ -67,6 +67,12 @@ def input_value_ranges(model: Model) -> dict[int, tuple[int, int]]:
             shape, index_shape = known_dims(tensors[ins[0]]), known_dims(tensors[ins[1]])
             if shape and index_shape and 0 < index_shape[-1] <= len(shape):
                 narrow(ins[1], 0, min(shape[: index_shape[-1]]) - 1)
+        elif op.opcode == "RSQRT" and ins and ins[0] >= 0:
+            x = tensors[ins[0]]
+            if np.issubdtype(x.dtype, np.integer) and x.quantization is not None:
+                # quantized RSQRT refuses a value below the zero point ("Rsqrt is only defined
+                # for positive values", elementwise.cc)
+                narrow(ins[0], x.quantization.zero_point, np.iinfo(x.dtype).max)
         if op.opcode in _VALUE_CARRIERS and ins and any(o in ranges for o in op.outputs):
             bounds = [ranges[o] for o in op.outputs if o in ranges]
             low, high = max(b[0] for b in bounds), min(b[1] for b in bounds)
