@@ -110,7 +110,7 @@ def test_op_codes_above_127_are_named_and_refused_by_name(tmp_path):
     assert "GELU v1" in cli("info", "-m", path).stdout
     litert_interpreter(path).allocate_tensors()     # LiteRT runs it
     error = one_line_error(cli("verify", "-m", path, "--random", "1"))
-    assert "GELU is not implemented by the NumPy interpreter" in error
+    assert error == "error: operator 0 (GELU v1): this op is not implemented by the NumPy interpreter"
 
 
 def _custom_first_code(name: bytes):
@@ -315,7 +315,7 @@ def test_stateful_ops_are_refused_as_not_implemented_not_for_their_state(tmp_pat
     path = write(tmp_path, "svdf.tflite", _svdf_model())
     _litert_run(path, [np.ones((1, 3), np.float32)])       # LiteRT runs it
     error = one_line_error(cli("verify", "-m", path, "--random", "1"))
-    assert error == "error: SVDF is not implemented by the NumPy interpreter (operator 0, SVDF v1)"
+    assert error == "error: operator 0 (SVDF v1): this op is not implemented by the NumPy interpreter"
 
 
 def _blockwise_int4_model() -> bytes:

@@ -342,8 +342,8 @@ def _check_supported(op: Operator) -> None:
     if op.opcode not in KERNELS:
         # Checked before the graph's order: a stateful op (LSTM, SVDF) reads its state tensors
         # before anything writes them, and the op, not its state, is what is missing.
-        raise UnsupportedOpError(f"{op.name} is not implemented by the NumPy interpreter "
-                                 f"(operator {op.index}, {op.name} v{op.version})")
+        raise UnsupportedOpError(f"operator {op.index} ({op.name} v{op.version}): this op is not "
+                                 f"implemented by the NumPy interpreter")
     most = MAX_OP_VERSIONS.get(op.opcode)
     if op.version < 1 or (most is not None and op.version > most):
         known = f"versions 1 to {most}" if most is not None else "versions from 1"
