@@ -138,7 +138,6 @@ _RAW_TYPES = frozenset({"STRING", "INT4", "RESOURCE", "VARIANT"})
 _QUANTIZATION_DETAILS = {1: "custom", 2: "blockwise", 3: "multi-axis"}
 
 
-
 def _quantization_details(q: _Fields | None) -> str | None:
     """What QuantizationParameters.details (field 4 its union type, 5 its table) holds, if any."""
     kind = q.scalar(4, _U8) if q is not None else 0
@@ -866,10 +865,11 @@ def _empty_constants(tensors: tuple[Tensor, ...], operators: tuple[Operator, ...
     """Give zero-size tensors that nothing writes their (empty) value.
 
     The converter writes a constant of shape [0] (e.g. RESHAPE's new shape for a scalar) with an
-    empty buffer, and an empty buffer is how a file says "no data": LiteRT
-    (InterpreterBuilder::ParseTensors) makes such a tensor read-write, and ops read it without
-    anything writing it -- it has no elements to write.  Its value is the empty array of its
-    shape, so it is a constant here like any other.
+    empty buffer, and an empty buffer is how a file says "no data".  LiteRT
+    (InterpreterBuilder::ParseTensors, get_readonly_data) makes such a tensor read-only with no
+    bytes, or, in older versions, read-write; either way ops read it without anything writing it
+    -- it has no elements to write.  Its value is the empty array of its shape, so it is a
+    constant here like any other.
     """
     written = set(inputs)
     for op in operators:
