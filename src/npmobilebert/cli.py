@@ -14,18 +14,7 @@ import click
 import numpy as np
 
 from .errors import InputError, NpMobileBertError
-
-DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
-
-
-def default_model_path() -> Path:
-    """The shipped default model: models/ of a source checkout (the README's main job)."""
-    candidates = [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME,
-                  Path.cwd() / "models" / DEFAULT_MODEL_NAME]
-    for path in candidates:
-        if path.exists():
-            return path
-    raise InputError(f"no default model found (looked for models/{DEFAULT_MODEL_NAME}); pass -m MODEL")
+from .shipped import default_model_path
 
 
 def _load(model_path: str | None):
