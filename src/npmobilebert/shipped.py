@@ -14,8 +14,11 @@ from .errors import InputError
 DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE_DIR.parents[1]          # src/npmobilebert -> the checkout, when it is one
 # installed from a wheel first; then the checkout this module was imported from
-_CANDIDATE_DIRS = (_PACKAGE_DIR / "models", _PACKAGE_DIR.parents[1] / "models")
+_CANDIDATE_DIRS = [_PACKAGE_DIR / "models"]
+if (_CHECKOUT / "pyproject.toml").is_file():
+    _CANDIDATE_DIRS.append(_CHECKOUT / "models")
 
 
 def shipped_model_path(name: str) -> Path:
