@@ -37,10 +37,10 @@ def run(args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def dependency_dirs() -> list[str]:
-    """The directories the running Python imports each dependency from."""
+def dependency_dirs(*also: str) -> list[str]:
+    """The directories the running Python imports each dependency (and each of ``also``) from."""
     dirs = []
-    for name in DEPENDENCIES:
+    for name in DEPENDENCIES + also:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             pytest.skip(f"{name} is not installed here")
@@ -50,14 +50,8 @@ def dependency_dirs() -> list[str]:
     return dirs
 
 
-@pytest.mark.slow
-def test_wheel_installed_outside_the_checkout_runs_the_main_job_classify_and_eval(tmp_path):
-    pytest.importorskip("setuptools")
-    if run([sys.executable, "-m", "pip", "--version"], tmp_path).returncode != 0:
-        pytest.skip("no pip in this Python")
-    deps = dependency_dirs()
-
-    # `pip wheel .` on a copy of what the build reads, so the checkout gets no build/ or egg-info
+def source_copy(tmp_path: Path) -> Path:
+    """A copy of what the build reads, so the checkout gets no build/ or egg-info."""
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -65,31 +59,56 @@ def test_wheel_installed_outside_the_checkout_runs_the_main_job_classify_and_eva
     for name in ("src", "models"):
         shutil.copytree(ROOT / name, source / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return source
+
+
+def fresh_venv(tmp_path: Path) -> tuple[Path, Path]:
+    """A virtual environment without pip or packages: (its directory, its site-packages)."""
+    pytest.importorskip("setuptools")
+    if run([sys.executable, "-m", "pip", "--version"], tmp_path).returncode != 0:
+        pytest.skip("no pip in this Python")
+    venv = tmp_path / "venv"
+    r = run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
+    assert r.returncode == 0, r.stderr
+    site = run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path)
+    return venv, Path(site.stdout.strip())
+
+
+def pip_install(venv: Path, *args, cwd: Path) -> None:
+    r = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps",
+             "--no-index", *args], cwd)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def installed_package(venv: Path, cwd: Path) -> tuple[Path, Path, list[str]]:
+    """(npmobilebert.__file__, default_model_path(), the default model's labels) in the venv."""
+    r = run([venv / "bin" / "python", "-c", "import json, npmobilebert; print(json.dumps([npmobilebert.__file__, "
+             "str(npmobilebert.default_model_path()), npmobilebert.Classifier(engine='numpy').labels]))"], cwd)
+    assert r.returncode == 0, r.stderr
+    package_file, model_path, labels = json.loads(r.stdout)
+    return Path(package_file).resolve(), Path(model_path).resolve(), labels
+
+
+@pytest.mark.slow
+def test_wheel_installed_outside_the_checkout_runs_the_main_job_classify_and_eval(tmp_path):
+    deps = dependency_dirs()
+    source = source_copy(tmp_path)
     dist = tmp_path / "dist"
     r = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dist, "."], source)
     assert r.returncode == 0, r.stdout + r.stderr
     [wheel] = dist.glob("npmobilebert-*.whl")
 
-    venv = tmp_path / "venv"
-    r = run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
-    assert r.returncode == 0, r.stderr
-    python = venv / "bin" / "python"
-    r = run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel],
-            tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path)
-    (Path(site.stdout.strip()) / "test_dependencies.pth").write_text("\n".join(deps) + "\n")
+    venv, site = fresh_venv(tmp_path)
+    pip_install(venv, wheel, cwd=tmp_path)
+    # after the install, so that pip does not see the running Python's packages as installed
+    (site / "test_dependencies.pth").write_text("\n".join(deps) + "\n")
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    r = run([python, "-c", "import json, npmobilebert; print(json.dumps([npmobilebert.__file__, "
-             "str(npmobilebert.default_model_path()), npmobilebert.Classifier(engine='numpy').labels]))"],
-            elsewhere)
-    assert r.returncode == 0, r.stderr
-    package_file, model_path, labels = json.loads(r.stdout)
-    assert Path(package_file).resolve().is_relative_to(venv.resolve())       # the wheel's, not the checkout's
-    assert Path(model_path).resolve().is_relative_to(venv.resolve())
-    assert Path(model_path).read_bytes() == SHIPPED.read_bytes()
+    package_file, model_path, labels = installed_package(venv, elsewhere)
+    assert package_file.is_relative_to(venv.resolve())       # the wheel's, not the checkout's
+    assert model_path.is_relative_to(venv.resolve())
+    assert model_path.read_bytes() == SHIPPED.read_bytes()
     assert labels == ["negative", "neutral", "positive"]
 
     command = venv / "bin" / "npmobilebert"
@@ -110,3 +129,27 @@ def test_wheel_installed_outside_the_checkout_runs_the_main_job_classify_and_eva
     report = json.loads((elsewhere / "report.json").read_text())
     assert report["n"] == len(ROWS) and report["labels"] == labels
     assert sum(map(sum, report["confusion"])) == len(ROWS)
+
+
+@pytest.mark.slow
+def test_editable_install_finds_the_checkouts_models_from_any_directory(tmp_path):
+    """`pip install -e .` maps the package to src/ (pyproject.toml also maps models/ into it)."""
+    deps = dependency_dirs("setuptools")
+    outer = Path(importlib.util.find_spec("npmobilebert").origin).parents[1]
+    if str(outer) in deps:
+        # an editable install's finder comes after the path: it would find that copy first
+        pytest.skip(f"npmobilebert is installed in {outer}, beside its dependencies")
+    source = source_copy(tmp_path)
+    venv, site = fresh_venv(tmp_path)
+    # before the install: the editable build runs in the venv and needs setuptools from there;
+    # --ignore-installed, since the running Python's npmobilebert is then visible to pip too
+    (site / "test_dependencies.pth").write_text("\n".join(deps) + "\n")
+    pip_install(venv, "--no-build-isolation", "--ignore-installed", "-e", source, cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    package_file, model_path, labels = installed_package(venv, elsewhere)
+    assert package_file == (source / "src" / "npmobilebert" / "__init__.py").resolve()
+    assert model_path == (source / "models" / "mobilebert_int8.tflite").resolve()
+    r = run([venv / "bin" / "npmobilebert", "classify", "--engine", "numpy", "--json", ROWS[1][1]], elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["label"] in labels
