@@ -65,8 +65,9 @@ def source_copy(tmp_path: Path) -> Path:
 def fresh_venv(tmp_path: Path) -> tuple[Path, Path]:
     """A virtual environment without pip or packages: (its directory, its site-packages)."""
     pytest.importorskip("setuptools")
-    if run([sys.executable, "-m", "pip", "--version"], tmp_path).returncode != 0:
-        pytest.skip("no pip in this Python")
+    pip_help = run([sys.executable, "-m", "pip", "--help"], tmp_path)
+    if pip_help.returncode != 0 or "--python" not in pip_help.stdout:
+        pytest.skip("no pip >= 22.3 (pip --python) in this Python")
     venv = tmp_path / "venv"
     r = run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
     assert r.returncode == 0, r.stderr

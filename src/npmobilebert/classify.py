@@ -347,7 +347,8 @@ _CLASSIFIERS: dict[tuple[str, str], Classifier] = {}
 def classify(texts: str | Sequence[str], model: str | os.PathLike | None = None,
              engine: str = "litert") -> list[Classification]:
     """Classify texts with a model (default: the shipped tweet polarity model); see Classifier."""
-    key = (str(model) if model is not None else str(default_model_path()), engine)
+    path = str(model) if model is not None else str(default_model_path())
+    key = (os.path.abspath(path), engine)
     if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = Classifier(key[0], engine)
+        _CLASSIFIERS[key] = Classifier(path, engine)
     return _CLASSIFIERS[key].predict(texts)
