@@ -282,7 +282,7 @@ def evaluate(model_path: str, rows: Sequence[LabelledRow], data_path: str, engin
 
 # -- the Python API: npmobilebert.Classifier / npmobilebert.classify -------------------------------
 
-@dataclass
+@dataclass(eq=False)      # an ndarray field: == of two results would be ambiguous
 class Classification:
     """One text's answer: its label, the probability of every label, and the logits."""
     text: str
