@@ -28,7 +28,7 @@ from baseline_tfidf import SHARED, fit_baseline  # noqa: E402
 from split_replab import apply_split  # noqa: E402
 
 from npmobilebert.classify import ENGINES, predict, read_labelled_tsv  # noqa: E402
-from npmobilebert.cli import default_model_path  # noqa: E402
+from npmobilebert.shipped import default_model_path  # noqa: E402
 from npmobilebert.errors import InputError, NpMobileBertError  # noqa: E402
 from npmobilebert.fileio import check_writable, save_json  # noqa: E402
 from npmobilebert.metrics import report_from_confusion  # noqa: E402

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .fileio import first_bad_byte
+from .shipped import default_model_path
 
 ENGINES = ("litert", "litert-ref", "numpy")
 _RESOLVER = {"litert": "default", "litert-ref": "ref"}
@@ -277,3 +278,77 @@ def evaluate(model_path: str, rows: Sequence[LabelledRow], data_path: str, engin
     return {"model": str(model_path), "engine": engine, "data": str(data_path), **report,
             "truncated": preds.truncated, "seconds": round(preds.seconds, 3),
             "processes": preds.processes}
+
+
+# -- the Python API: npmobilebert.Classifier / npmobilebert.classify -------------------------------
+
+@dataclass(eq=False)      # an ndarray field: == of two results would be ambiguous
+class Classification:
+    """One text's answer: its label, the probability of every label, and the logits."""
+    text: str
+    label: str                       # the most probable label
+    probabilities: dict[str, float]  # label -> softmax of the logits, in the model's label order
+    logits: np.ndarray               # float64 [classes] (dequantized when the output is quantized)
+    truncated: bool                  # longer than the model's sequence length: its end was not read
+
+
+class Classifier:
+    """A text classifier: a model opened once for one engine.
+
+    ``model``: a .tflite path with class labels in its metadata (default: the shipped tweet
+    polarity model). ``engine``: ``litert`` (LiteRT with XNNPACK, as ``npmobilebert classify``),
+    ``litert-ref`` (LiteRT's reference kernels) or ``numpy`` (this package's interpreter,
+    bit-identical to ``litert-ref``). Bad input raises an ``NpMobileBertError`` (errors.py).
+    One thread at a time: the engines keep per-run state.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, engine: str = "litert"):
+        if engine not in ENGINES:
+            raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+        self.model_path = str(model) if model is not None else str(default_model_path())
+        if not os.path.isfile(self.model_path):
+            raise InputError(f"{self.model_path}: no such model file")
+        self.engine = engine
+        self._engine = _Engine(self.model_path, engine)
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's label names, in output order."""
+        return list(self._engine.labels)
+
+    def predict(self, texts: str | Sequence[str], processes: int = 1) -> list[Classification]:
+        """One :class:`Classification` per text (a single string is one text).
+
+        Texts longer than the model's sequence length are truncated (``truncated`` says so).
+        ``processes`` > 1 runs a pool of worker processes (spawned: a script that asks for it
+        must guard its top level with ``if __name__ == "__main__":``).
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for k, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"text {k + 1} is a {type(text).__name__}, not a str")
+            if not text.strip():
+                raise InputError(f"text {k + 1} is empty")
+        if processes > 1:
+            logits = predict(self.model_path, texts, self.engine, processes).logits
+        else:
+            logits = self._engine.logits(texts)
+        labels = self.labels
+        tokenizer = self._engine.maker.tokenizer
+        return [Classification(text, labels[int(np.argmax(z))], dict(zip(labels, map(float, p))), z,
+                               bool(tokenizer.encode(text, warn=False).truncated))
+                for text, z, p in zip(texts, logits, softmax(logits))]
+
+
+# The classifiers npmobilebert.classify opened, by (model, engine): a model opens once per process.
+_CLASSIFIERS: dict[tuple[str, str], Classifier] = {}
+
+
+def classify(texts: str | Sequence[str], model: str | os.PathLike | None = None,
+             engine: str = "litert") -> list[Classification]:
+    """Classify texts with a model (default: the shipped tweet polarity model); see Classifier."""
+    path = str(model) if model is not None else str(default_model_path())
+    key = (os.path.abspath(path), engine)
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = Classifier(path, engine)
+    return _CLASSIFIERS[key].predict(texts)

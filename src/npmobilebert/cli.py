@@ -14,8 +14,7 @@ import click
 import numpy as np
 
 from .errors import InputError, NpMobileBertError
-
-DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
+from .shipped import default_model_path
 
 # What InputMaker.random (inputs.py) draws, for the help of the commands that take --random.
 RANDOM_INPUTS_HELP = (
@@ -25,16 +24,6 @@ RANDOM_INPUTS_HELP = (
     "quantized RSQRT input at or above its zero point; inputs "
     "named like a mask, and bools, in {0, 1}; other integers in [-128, 127] (within their type); "
     "floats standard normal.")
-
-
-def default_model_path() -> Path:
-    """The shipped default model: models/ of a source checkout (the README's main job)."""
-    candidates = [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME,
-                  Path.cwd() / "models" / DEFAULT_MODEL_NAME]
-    for path in candidates:
-        if path.exists():
-            return path
-    raise InputError(f"no default model found (looked for models/{DEFAULT_MODEL_NAME}); pass -m MODEL")
 
 
 def _load(model_path: str | None):
