@@ -38,9 +38,11 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +156,7 @@ def gather(out: Path, mirrors: Path | None) -> int:
     manifest = {"gathered": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "repositories": [{"repo": s.repo, "licence": s.licence} for s in REPOSITORIES],
                 "files": rows}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(f"{sum('file' in r for r in rows)} files in {out}", file=sys.stderr)
     return 0
 
@@ -172,7 +174,10 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 def litert_probe(path: str) -> dict:
     """What LiteRT's reference resolver makes of the file: its op names (primary subgraph, as
-    ``_get_ops_details`` reports them) and whether it allocates and invokes on zero inputs."""
+    ``_get_ops_details`` reports them) and whether it allocates and invokes on zero inputs.
+
+    Prints one JSON line as soon as the op names are known and another at the end: LiteRT
+    aborts or crashes on some files while preparing or invoking, and the op names still count."""
     import numpy as np
     try:
         from ai_edge_litert import interpreter as litert
@@ -188,6 +193,7 @@ def litert_probe(path: str) -> dict:
     result["loads"] = True
     result["subgraphs"] = interpreter.num_subgraphs() if hasattr(interpreter, "num_subgraphs") else None
     result["ops"] = [d["op_name"] for d in interpreter._get_ops_details()]
+    print(json.dumps(result), flush=True)
     try:
         interpreter.allocate_tensors()
         for d in interpreter.get_input_details():
@@ -217,18 +223,18 @@ def _run_limited(cmd: list[str], timeout: float, mem_bytes: int, env: dict) -> R
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
 
-    start = datetime.datetime.now()
+    start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             preexec_fn=limit, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         rc = None
-    seconds = (datetime.datetime.now() - start).total_seconds()
-    return Ran(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), round(seconds, 1))
+    return Ran(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+               round(time.monotonic() - start, 1))
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -319,7 +325,9 @@ def misreads(litert_ops: list[str], info_ops: list[dict], subgraphs: int, builti
     ``info`` may count more, never fewer."""
     counts = collections.Counter()
     for op in info_ops:
-        counts[op["opcode"]] += op["count"]
+        # a custom op's code may come in the opcode's name or in a field of its own
+        name = " ".join(str(op[k]) for k in ("opcode", "custom_code") if op.get(k))
+        counts[name] += op["count"]
     problems = []
     claimed: set[str] = set()
     for name, want in sorted(collections.Counter(litert_ops).items()):
@@ -348,11 +356,13 @@ def check_one(path: Path, args, env: dict, builtins: set[str]) -> dict:
 
     probe = _run_limited([args.python, str(Path(__file__).resolve()), "litert-probe", str(path)],
                          args.timeout, mem, env)
-    if probe.rc == 0:
-        record["litert"] = json.loads(probe.stdout.strip().splitlines()[-1])
-    else:
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
+    record["litert"] = json.loads(lines[-1]) if lines else {"loads": False, "runs": False}
+    if probe.rc != 0:
         outcome, message = classify_run(probe)
-        record["litert"] = {"loads": False, "runs": False, "error": f"probe {outcome}: {message}"}
+        record["litert"]["runs"] = False
+        record["litert"]["error"] = ("LiteRT " + message if message.startswith("killed by signal")
+                                     else f"probe {outcome}: {message}")
 
     info = _run_limited(_cli(args.python, "info", "-m", str(path), "--json"), args.timeout, mem, env)
     outcome, message = classify_run(info)
@@ -366,6 +376,11 @@ def check_one(path: Path, args, env: dict, builtins: set[str]) -> dict:
     verify = _run_limited(_cli(args.python, "verify", "-m", str(path), "--against", "ref",
                                "--random", "3"), args.timeout, mem, env)
     outcome, message = classify_run(verify)
+    if (outcome == "internal error" and message.startswith("killed by signal")
+            and record["litert"].get("error", "").startswith("LiteRT killed by signal")):
+        # verify runs LiteRT in its own process: LiteRT's crash (seen alone in the probe) is
+        # not one of npmobilebert's
+        outcome, message = "LiteRT crashes", f"{message}, as LiteRT alone is"
     record["verify"] = {"outcome": "verified" if outcome == "ok" else outcome,
                         "message": message, "seconds": verify.seconds}
     if outcome == "refused":
@@ -525,6 +540,7 @@ def render_markdown(summary: dict) -> str:
         ["mismatch (verify exit 1)", outcome["mismatch"]],
         ["internal error (exit 3, traceback, signal)", outcome["internal error"]],
         ["timeout", outcome["timeout"]],
+        ["LiteRT crashes (killed by a signal) in `verify` and alone", outcome["LiteRT crashes"]],
         ["op-code misread by `info`", kinds["misread"]],
         ["`info` internal error / refusal of a file LiteRT loads",
          kinds["info internal error"] + kinds["info refused"]],
@@ -611,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gather":
         return gather(args.out.expanduser().resolve(), args.mirrors)
     if args.command == "litert-probe":
-        print(json.dumps(litert_probe(args.model)))
+        print(json.dumps(litert_probe(args.model)), flush=True)
         return 0
     args.argv_echo = [a for a in argv[1:]]
     return check(args)
