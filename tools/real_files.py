@@ -174,7 +174,8 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 def litert_probe(path: str) -> dict:
     """What LiteRT's reference resolver makes of the file: its op names (primary subgraph, as
-    ``_get_ops_details`` reports them) and whether it allocates and invokes on zero inputs.
+    ``_get_ops_details`` reports them) and whether it allocates and invokes on inputs of all
+    zeros or, where zeros fail (a divisor, a logarithm), all ones.
 
     Prints one JSON line as soon as the op names are known and another at the end: LiteRT
     aborts or crashes on some files while preparing or invoking, and the op names still count."""
@@ -194,19 +195,23 @@ def litert_probe(path: str) -> dict:
     result["subgraphs"] = interpreter.num_subgraphs() if hasattr(interpreter, "num_subgraphs") else None
     result["ops"] = [d["op_name"] for d in interpreter._get_ops_details()]
     print(json.dumps(result), flush=True)
-    try:
-        interpreter.allocate_tensors()
-        for d in interpreter.get_input_details():
-            shape = tuple(int(n) for n in d["shape"])
-            if d["dtype"] in (np.bytes_, np.object_, np.str_):
-                value = np.full(shape, b"a", dtype=object)
-            else:
-                value = np.zeros(shape, d["dtype"])
-            interpreter.set_tensor(d["index"], value)
-        interpreter.invoke()
-        result["runs"] = True
-    except Exception as e:  # noqa: BLE001
-        result["error"] = _one_line(e)
+    errors = []
+    for fill in (0, 1):
+        try:
+            interpreter.allocate_tensors()
+            for d in interpreter.get_input_details():
+                shape = tuple(int(n) for n in d["shape"])
+                if d["dtype"] in (np.bytes_, np.object_, np.str_):
+                    value = np.full(shape, b"a" * fill, dtype=object)
+                else:
+                    value = np.full(shape, fill, d["dtype"])
+                interpreter.set_tensor(d["index"], value)
+            interpreter.invoke()
+            result["runs"] = True
+            return result
+        except Exception as e:  # noqa: BLE001 - LiteRT's refusal, recorded
+            errors.append(_one_line(e))
+    result["error"] = errors[0] if errors[0] == errors[-1] else f"{errors[0]}; on ones: {errors[-1]}"
     return result
 
 
@@ -381,8 +386,10 @@ def check_one(path: Path, args, env: dict, builtins: set[str]) -> dict:
         # verify runs LiteRT in its own process: LiteRT's crash (seen alone in the probe) is
         # not one of npmobilebert's
         outcome, message = "LiteRT crashes", f"{message}, as LiteRT alone is"
-    record["verify"] = {"outcome": "verified" if outcome == "ok" else outcome,
-                        "message": message, "seconds": verify.seconds}
+    if outcome == "ok":
+        # verify's verdict, e.g. "every tensor is identical"
+        outcome, message = "verified", _one_line(" ".join(verify.stdout.strip().splitlines()[-1:]))
+    record["verify"] = {"outcome": outcome, "message": message, "seconds": verify.seconds}
     if outcome == "refused":
         record["verify"]["reason"] = list(refusal_reason(message))
     return record
@@ -532,7 +539,7 @@ def render_markdown(summary: dict) -> str:
         ["in the repositories", len(records)],
         ["checked (distinct contents)", f"{len(checked)} ({unique})"],
         ["not checked (absent from the snapshot, LFS pointer, too big)", len(records) - len(checked)],
-        ["LiteRT (reference resolver) loads / runs on zero inputs", f"{litert_loads} / {litert_runs}"],
+        ["LiteRT (reference resolver) loads / runs on inputs of zeros (or ones)", f"{litert_loads} / {litert_runs}"],
         ["**verified**: every tensor identical to LiteRT", outcome["verified"]],
         ["refused with one line, LiteRT runs the file", sum(r["litert"]["runs"] for r in refused)],
         ["refused with one line, LiteRT cannot run the file either",
