@@ -172,6 +172,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
         save_npz(save_path, arrays)
         click.echo(f"saved {len(arrays)} tensors to {save_path}")
     labels = model_labels(model)
+    answers = []
     for i in model.outputs:
         out = values[i]
         click.echo(f"output {model.tensors[i].name}: {np.array2string(out, precision=4)}")
@@ -179,8 +180,17 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
             z = out.reshape(-1).astype(np.float64)
             probs = np.exp(z - z.max())
             probs /= probs.sum()
-            click.echo("label: " + labels[int(np.argmax(probs))] + "  (" + ", ".join(
-                f"{name} {p:.3f}" for name, p in zip(labels, probs)) + ")")
+            answers.append(_answer_line(labels[int(np.argmax(probs))], dict(zip(labels, probs)), text or ""))
+    for line in answers:        # last: what the user came for, as classify prints it
+        click.echo(line)
+
+
+def _answer_line(label: str, probabilities: dict, text: str) -> str:
+    """One text's label, class probabilities and (the start of) the text: classify's line."""
+    shown = " ".join(text.split())
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return (f"{label:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()) + ")"
+            + (f"  {shown}" if shown else ""))
 
 
 @main.command()
@@ -626,10 +636,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
                               ensure_ascii=False))
         return
     for r in results:
-        shown = " ".join(r["text"].split())
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        click.echo(f"{r['label']:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
-                   + f")  {shown}")
+        click.echo(_answer_line(r["label"], r["probabilities"], r["text"]))
     if preds.truncated:
         click.echo(f"warning: {preds.truncated} text(s) truncated to the model's sequence length", err=True)
 
