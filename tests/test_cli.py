@@ -145,3 +145,35 @@ def test_readme_main_job_on_the_default_model():
     named = {line.split("tensor: ", 1)[1].split("  ")[0] for line in rr.stdout.splitlines()
              if line.startswith("       tensor: ")}
     assert named == full
+
+
+# -- guardrails: warnings a user expects, nothing a library prints leaking into our output ---------
+
+def _cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_threads_above_the_core_count_warn_in_one_line(tmp_path):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    over = cli("dump", "-m", TINY, "--random", "1", "--threads", str(_cores() + 1), "--out", str(tmp_path / "a.npz"))
+    assert over.returncode == 0, over.stderr
+    warned = [line for line in over.stderr.splitlines() if line.startswith("warning: --threads")]
+    assert len(warned) == 1 and f"{_cores()} core" in warned[0]
+    fine = cli("dump", "-m", TINY, "--random", "1", "--threads", "1", "--out", str(tmp_path / "b.npz"))
+    assert fine.returncode == 0 and "--threads" not in fine.stderr, fine.stderr
+
+
+def test_litert_delegate_log_does_not_leak():
+    """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2 when its default
+    resolver loads a model; our commands catch it."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    raw = subprocess.run([sys.executable, "-c", "from ai_edge_litert.interpreter import Interpreter; "
+                          f"Interpreter(model_path={TINY!r}).allocate_tensors()"],
+                         capture_output=True, text=True, timeout=120)
+    if "XNNPACK delegate" not in raw.stderr:
+        pytest.skip("this LiteRT does not log its delegate: nothing to catch")
+    r = cli("verify", "-m", TINY, "--against", "default", "--random", "1")
+    assert r.returncode in (0, 1), r.stderr
+    assert "XNNPACK delegate" not in r.stdout + r.stderr
+    assert "INFO:" not in r.stdout + r.stderr
