@@ -40,20 +40,24 @@ def printable(text: str) -> str:
 def short_name(name: str, width: int) -> str:
     """The informative tail of a tensor name in at most `width` characters.
 
-    The converter joins the names of fused ops with ';' (the first is the op's own); scopes
-    nest left to right, so the last path segments say which layer and op this is."""
-    name = printable(name.split(";")[0])
-    if len(name) <= width:
-        return name
-    parts = name.split("/")
-    tail = parts[-1]
-    for part in reversed(parts[:-1]):
-        if len(".../" + part + "/" + tail) > width:
-            break
-        tail = part + "/" + tail
-    if len(".../" + tail) <= width and len(".../" + tail) >= width - 10:
-        return ".../" + tail
-    return "..." + name[-max(width - 3, 1):]     # a whole segment would leave too much unsaid
+    The converter joins the names of the ops it fused with ';': the first is kept and ';+N'
+    counts the others (-tt shows them all). Scopes nest left to right, so the last path
+    segments say which layer and op this is."""
+    parts = [part for part in name.split(";") if part] or [""]
+    suffix = f";+{len(parts) - 1}" if len(parts) > 1 else ""
+    head, width = printable(parts[0]), max(width - len(suffix), 8)
+    if len(head) > width:
+        segments = head.split("/")
+        tail = segments[-1]
+        for segment in reversed(segments[:-1]):
+            if len(".../" + segment + "/" + tail) > width:
+                break
+            tail = segment + "/" + tail
+        if width - 10 <= len(".../" + tail) <= width:
+            head = ".../" + tail
+        else:                                   # a whole segment would leave too much unsaid
+            head = "..." + head[-(width - 3):]
+    return head + suffix
 
 
 def _row(cells) -> str:
