@@ -293,6 +293,7 @@ def test_entity_folds_hold_out_whole_brands_of_the_train_split():
         np.testing.assert_array_equal(again, fold)
 
 
+@pytest.mark.slow          # 2,000 tweets
 def test_eval_tweeteval_with_litert(tmp_path):
     pytest.importorskip("ai_edge_litert.interpreter")
     data = SHARED / "tweeteval" / "val.tsv"
