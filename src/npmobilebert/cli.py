@@ -391,9 +391,13 @@ def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch
     else:
         # no terminal (a log, CI): click's bar would print its label once and then nothing for
         # minutes, so one line per measured cell
-        done = []
-        data = measure(lambda row: done.append(row) or click.echo(_bench_progress_line(len(done), total, row),
-                                                                  err=True))
+        done = 0
+
+        def report(row):
+            nonlocal done
+            done += 1
+            click.echo(_bench_progress_line(done, total, row), err=True)
+        data = measure(report)
     click.echo(format_results(data))
     if json_path:
         save_json(json_path, data)
