@@ -132,6 +132,12 @@ def test_readme_main_job_on_the_default_model():
     op_lines = [line for line in lines if line[:4].strip().isdigit()]
     assert len(op_lines) == sum(len(op.outputs) for op in model.operators)
     assert any(" FULLY_CONNECTED " in line for line in op_lines)
+    # README's excerpt of this output is real: each of its lines is one of these lines
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    excerpt = readme.split("```text\ntokens: ", 1)[1].split("```", 1)[0]
+    shown = ["tokens: " + excerpt.splitlines()[0]] + [ln for ln in excerpt.splitlines()[1:] if ln != "..."]
+    assert len(shown) >= 6 and [ln for ln in shown if ln not in lines] == []
+    assert shown[-1] == lines[-1]
     answer = cli("classify", "--engine", "numpy", tweet, cwd=repo)
     assert answer.returncode == 0, answer.stderr
     assert lines[-1] == answer.stdout.strip()
