@@ -183,3 +183,16 @@ def test_litert_delegate_log_does_not_leak():
     assert r.returncode in (0, 1), r.stderr
     assert "XNNPACK delegate" not in r.stdout + r.stderr
     assert "INFO:" not in r.stdout + r.stderr
+
+
+def test_trace_names_fit_their_width_and_stay_one_line():
+    from npmobilebert.trace import short_name
+
+    fused = "model/layer_3/attention/query/MatMul;model/layer_3/attention/query/BiasAdd;model/x"
+    for width in (16, 24, 40, 80):
+        shown = short_name(fused, width)
+        assert len(shown) <= width and shown.endswith("MatMul;+2"), (width, shown)
+    assert short_name(fused, 40) == "model/layer_3/attention/query/MatMul;+2"
+    assert short_name(fused, 30) == ".../attention/query/MatMul;+2"
+    assert short_name("scope/evil\nname\x1b[2J", 40) == "scope/evil\\nname\\x1b[2J"
+    assert short_name("a/b;", 40) == "a/b"          # the converter's trailing ';' names nothing more
