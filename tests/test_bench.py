@@ -39,7 +39,8 @@ def test_bench_json_schema(tmp_path):
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():                        # what the kernel says this CPU is and can do
         text = cpuinfo.read_text()
-        assert machine["cpu"] and machine["cpu"] in text
+        if any(line.startswith(("model name", "Model", "Hardware")) for line in text.splitlines()):
+            assert machine["cpu"] and machine["cpu"] in text
         assert all(f" {flag}" in text for flag in machine["isa"])
         if machine["machine"] == "x86_64" and " avx2" in text:
             assert "avx2" in machine["isa"]
