@@ -32,7 +32,21 @@ def test_bench_json_schema(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
-    assert {"system", "machine", "cpu_count", "python", "numpy"} <= set(data["machine"])
+    machine = data["machine"]
+    assert {"system", "machine", "cpu_count", "python", "numpy", "cpu", "isa", "blas", "litert"} <= set(machine)
+    assert machine["litert"].startswith("ai-edge-litert ")
+    assert isinstance(machine["isa"], list) and machine["blas"]["internal_api"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():                        # what the kernel says this CPU is and can do
+        text = cpuinfo.read_text()
+        if any(line.startswith(("model name", "Model", "Hardware")) for line in text.splitlines()):
+            assert machine["cpu"] and machine["cpu"] in text
+        assert all(f" {flag}" in text for flag in machine["isa"])
+        if machine["machine"] == "x86_64" and " avx2" in text:
+            assert "avx2" in machine["isa"]
+    # no terminal here: one progress line per measured cell
+    progress = [line for line in r.stderr.splitlines() if line.startswith("bench ")]
+    assert [line.split(":")[0] for line in progress] == [f"bench {k}/6" for k in range(1, 7)]
     assert len(data["results"]) == 6
     for row in data["results"]:
         assert {"engine", "model", "threads", "status"} <= set(row)

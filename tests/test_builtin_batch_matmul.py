@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.slow]     # converts with TensorFlow
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 LHS_SHAPE, RHS_SHAPE = (1, 2, 16, 8), (1, 16, 16)     # rhs: reshaped to heads, then transposed

@@ -100,6 +100,13 @@ def test_bad_dumps_and_options_exit_2(dumped, tmp_path):
     assert r.returncode == 2
     r = cli("verify", "-m", TINY, "--against", str(dumped), "--random", "3")
     assert r.returncode == 2 and "do not apply" in r.stderr
+    for name, content in (("notes.txt", b"a line of text\n"), ("run.npz", b"not a zip at all")):
+        other = tmp_path / name
+        other.write_bytes(content)
+        r = cli("verify", "-m", TINY, "--against", str(other))
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.strip().splitlines() == [f"error: {other}: not a readable .npz dump (not a zip archive; "
+                                                 "'npmobilebert dump' writes one)"]
 
 
 def test_dump_needs_no_tokenizer(tmp_path):

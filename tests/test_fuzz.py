@@ -45,6 +45,9 @@ from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
 from npmobilebert.model import load_model
 
+# about 2,000 mutants through the reader, the interpreter and the CLI (about 50 s on 2 cores)
+pytestmark = pytest.mark.slow
+
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.tflite"))
 CASES_PER_FIXTURE = max(1, int(os.environ.get("NPMOBILEBERT_FUZZ_CASES", "2040")) // max(1, len(FIXTURES)))
 STRICT = bool(os.environ.get("NPMOBILEBERT_FUZZ_STRICT"))

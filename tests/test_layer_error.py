@@ -73,3 +73,20 @@ def test_cli_layer_error(tmp_path):
     assert all(0.9 < t["cosine"] <= 1.0 for t in report["tensors"])
     if "--plot" in args:
         assert (tmp_path / "le.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_layer_error_with_a_float_model_of_another_network(tmp_path):
+    """The shipped 6-layer model against the tiny fixture's float model: one line saying the
+    float model does not match (not an error about token ids), exit 2, nothing written."""
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mobilebert_int8.tflite"
+    total = sum(1 for op in load_model(shipped).operators if op.outputs)
+    out = tmp_path / "le.json"
+    r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "layer-error", "-m", str(shipped),
+                        "--float", str(FLOAT), "--text", "a good day", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert lines[0].startswith("error: the float model does not match: ")
+    assert f" of {total} tensors have no counterpart" in lines[0]
+    assert not out.exists()

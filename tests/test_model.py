@@ -400,6 +400,7 @@ def test_fixture_views_are_read_only_and_zero_copy(fixture: Path) -> None:
     assert by_path.path == str(fixture)
 
 
+@pytest.mark.slow          # 10 truncations and 300 byte-mutated copies of every fixture (fuzz)
 @fixture_params
 def test_fixture_truncations_and_mutations_raise_model_format_error(fixture: Path) -> None:
     check_corruptions(fixture.read_bytes())

@@ -23,6 +23,9 @@ from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
 from npmobilebert.model import load_model
 
+# converts a model into six schemes with TensorFlow (about 100 s on 2 cores)
+pytestmark = pytest.mark.slow
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 SCHEMES = ("int8", "int8-per-tensor", "dynamic", "16x8", "float32", "float16")

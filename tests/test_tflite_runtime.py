@@ -37,7 +37,7 @@ def _provision_tflite_runtime() -> str | None:
     """A Python with the real tflite-runtime 2.14 (numpy<2, so a venv of its own).
 
     $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON names one; otherwise one is made once under
-    .venv-tflite-runtime (from PyPI, about 25 MB), so that CI runs the real second oracle.
+    .venv-tflite-runtime (from PyPI: 111 MB with its numpy), so that CI runs the real second oracle.
     None (the tests skip) where that cannot be done, e.g. offline.
     """
     named = os.environ.get("NPMOBILEBERT_TFLITE_RUNTIME_PYTHON")
@@ -57,7 +57,15 @@ def _provision_tflite_runtime() -> str | None:
     return str(python) if subprocess.run(check, capture_output=True).returncode == 0 else None
 
 
-TFLITE_RUNTIME_PYTHON = _provision_tflite_runtime()
+@pytest.fixture(scope="session")
+def tfrt_python() -> str:
+    """The Python with tflite-runtime 2.14, made on first use (not at collection: the fast lane,
+    ``pytest -m "not slow"``, never builds .venv-tflite-runtime); the test skips without one."""
+    python = _provision_tflite_runtime()
+    if not python:
+        pytest.skip("no Python with tflite-runtime 2.14 (numpy<2): could not make .venv-tflite-runtime; "
+                    "set NPMOBILEBERT_TFLITE_RUNTIME_PYTHON")
+    return python
 
 
 # ------------------------------------------------------------------ a stand-in tflite_runtime
@@ -203,18 +211,12 @@ def test_cli_without_tflite_runtime_is_a_clear_error(monkeypatch):
 # ------------------------------------------------------------------ the real tflite-runtime 2.14
 
 
-needs_tfrt = pytest.mark.skipif(
-    not TFLITE_RUNTIME_PYTHON,
-    reason="no Python with tflite-runtime 2.14 (numpy<2): could not make .venv-tflite-runtime; "
-           "set NPMOBILEBERT_TFLITE_RUNTIME_PYTHON")
-
-
-def _compare(name, resolver, n=3):
+def _compare(python, name, resolver, n=3):
     from npmobilebert.runtime import SubprocessRunner
 
     model = load_model(FIXTURES / name)
     interp, maker = Interpreter(model), InputMaker(model)
-    with SubprocessRunner(TFLITE_RUNTIME_PYTHON, FIXTURES / name, resolver=resolver) as runner:
+    with SubprocessRunner(python, FIXTURES / name, resolver=resolver) as runner:
         rng = np.random.default_rng(11)
         cmps = []
         for _ in range(n):
@@ -223,29 +225,29 @@ def _compare(name, resolver, n=3):
         return model, runner.name, cmps
 
 
-@needs_tfrt
+@pytest.mark.slow          # builds .venv-tflite-runtime (from PyPI) on first use
 @pytest.mark.parametrize("name", ["tiny_float32.tflite", "tiny_float16.tflite"])
-def test_tflite_runtime_214_reference_float_identical(name):
-    _, runtime, cmps = _compare(name, "ref")
+def test_tflite_runtime_214_reference_float_identical(tfrt_python, name):
+    _, runtime, cmps = _compare(tfrt_python, name, "ref")
     assert runtime == "tflite-runtime 2.14.0"
     for cmp in cmps:
         assert cmp.first_divergence is None and not cmp.missing
 
 
-@needs_tfrt
+@pytest.mark.slow          # builds .venv-tflite-runtime (from PyPI) on first use
 @pytest.mark.parametrize("name", ["tiny_int8-per-tensor.tflite", "tiny_int8_tf215.tflite",
                                   "tiny_16x8_tf215.tflite"])
-def test_tflite_runtime_214_reference_per_tensor_fc_within_one_lsb(name):
+def test_tflite_runtime_214_reference_per_tensor_fc_within_one_lsb(tfrt_python, name):
     """Per-tensor FULLY_CONNECTED in 2.14 requantizes with the fixed-point multiplier (LiteRT
     2.3 and we: in double precision): at most 1 LSB apart where they first differ."""
-    _, _, cmps = _compare(name, "ref")
+    _, _, cmps = _compare(tfrt_python, name, "ref")
     first = cmps[0].first_divergence
     assert first is not None and first.op_type == "FULLY_CONNECTED" and first.max_diff == 1
 
 
-@needs_tfrt
+@pytest.mark.slow          # builds .venv-tflite-runtime (from PyPI) on first use
 @pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_16x8.tflite"])
-def test_tflite_runtime_214_per_channel_fc_bug_is_named(name):
+def test_tflite_runtime_214_per_channel_fc_bug_is_named(tfrt_python, name):
     """2.14's reference per-channel FULLY_CONNECTED assumes a 2-D output: on [1, 16, 64] it
     computes only the first 16 values.  verify names that FC, its per-channel scales and the bug."""
     from npmobilebert.runtime import SubprocessRunner
@@ -253,7 +255,7 @@ def test_tflite_runtime_214_per_channel_fc_bug_is_named(name):
 
     model = load_model(FIXTURES / name)
     arrays = [InputMaker(model).random(np.random.default_rng(0)).arrays]
-    with SubprocessRunner(TFLITE_RUNTIME_PYTHON, FIXTURES / name, resolver="ref") as runner:
+    with SubprocessRunner(tfrt_python, FIXTURES / name, resolver="ref") as runner:
         report = verify(model, Interpreter(model), runner, arrays, "ref")
     first = report.comparison.first_divergence
     op = model.operators[first.op_index]
@@ -267,11 +269,11 @@ def test_tflite_runtime_214_per_channel_fc_bug_is_named(name):
     assert "computes only the first 16 values" in text
 
 
-@needs_tfrt
-def test_tflite_runtime_214_cannot_load_fc_v12():
+@pytest.mark.slow          # builds .venv-tflite-runtime (from PyPI) on first use
+def test_tflite_runtime_214_cannot_load_fc_v12(tfrt_python):
     from npmobilebert.runtime import SubprocessRunner
 
     with pytest.raises(NpMobileBertError, match=r"^tflite-runtime 2\.14\.0 cannot load the model: "
                                                 r"Didn't find op for builtin opcode 'FULLY_CONNECTED' "
                                                 r"version '12'"):
-        SubprocessRunner(TFLITE_RUNTIME_PYTHON, FIXTURES / "tiny_dynamic.tflite")
+        SubprocessRunner(tfrt_python, FIXTURES / "tiny_dynamic.tflite")

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 torch_mobilebert = pytest.importorskip("torch_mobilebert")   # imports keras too
 from build_mobilebert import MobileBertConfig, build_trained_like  # noqa: E402
 
+pytestmark = pytest.mark.slow     # torch and Keras models built, trained and converted
+
 CFG = MobileBertConfig(vocab_size=300, seq_len=16, num_layers=2, hidden=48, intra_bottleneck=24,
                        intermediate=40, num_ffn=2, num_heads=2, embedding_size=16, max_position=32)
 

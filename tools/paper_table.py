@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from npmobilebert.bench import format_results, plot, run_bench  # noqa: E402
+from npmobilebert.bench import format_results, isa_summary, plot, run_bench  # noqa: E402
 from npmobilebert.errors import InputError  # noqa: E402
 from npmobilebert.fileio import atomic_path, check_writable, pyplot, save_json  # noqa: E402
 
@@ -115,9 +115,14 @@ def markdown(data: dict, labels: dict[str, str]) -> str:
                   "split (unseen brands) and TweetEval validation (docs/polarity.json, see "
                   "models/README.md).\n" if data.get("accuracy") else
                   "Accuracy and macro-F1: n/a, these variants are not a trained model's.\n"))
-    out.append(f"**Machine:** {m.get('cpu')} ({m.get('machine')}, {m.get('cpu_count')} CPUs, "
-               f"{m.get('mem_total_gb')} GB), {m.get('system')} {m.get('release')}, Python {m.get('python')}, "
-               f"numpy {m.get('numpy')}, {m.get('litert')}"
+    isa = isa_summary(m["isa"]) if "isa" in m else "ISA not recorded"
+    blas = m.get("blas") or {}
+    out.append(f"**Machine:** {m.get('cpu')} ({m.get('machine')}, {isa or 'no vector extension found'}, "
+               f"{m.get('cpu_count')} CPUs, {m.get('mem_total_gb')} GB), {m.get('system')} {m.get('release')}, "
+               f"Python {m.get('python')}, numpy {m.get('numpy')}"
+               + (f" ({blas.get('internal_api')} {blas.get('version')}"
+                  + (f", {blas['architecture']} kernels" if blas.get("architecture") else "") + ")" if blas else "")
+               + f", {m.get('litert')}"
                + (", tflite-runtime 2.14.0 in its own venv" if m.get("tflite_runtime_python") else "")
                + f"; {m.get('date')}.  \n"
                f"**Method:** `npmobilebert bench` (`tools/paper_table.py`): each model x engine in a fresh "

@@ -46,18 +46,64 @@ WORKER = Path(__file__).with_name("bench_worker.py")
 SRC_DIR = str(Path(__file__).resolve().parents[1])
 
 
-def machine_info(tflite_runtime_python: str | None = None) -> dict:
-    cpu = platform.processor() or ""
+#: The instruction-set extensions that choose XNNPACK's and OpenBLAS's kernels (x86: the
+#: /proc/cpuinfo "flags"; ARM: "Features"), so that a time says what machine made it.
+ISA_FLAGS = ("sse4_2", "avx", "fma", "f16c", "avx2", "avx_vnni", "neon", "asimd", "asimdhp", "asimddp",
+             "sve", "sve2", "i8mm", "bf16")
+ISA_PREFIXES = ("avx512", "amx")
+
+
+def cpu_info() -> dict:
+    """The CPU's model name and its ISA extensions that matter for speed (Linux /proc/cpuinfo;
+    platform.processor() elsewhere, without extensions)."""
+    cpu, flags, named = platform.processor() or "", [], False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith(("model name", "Model", "Hardware")):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "Hardware") and not named:
+                    cpu, named = value.strip(), True
+                elif key in ("flags", "Features") and not flags:
+                    flags = value.split()
     except OSError:
         pass
+    isa = [f for f in flags if f in ISA_FLAGS or f.startswith(ISA_PREFIXES)]
+    return {"cpu": cpu, "isa": isa}
+
+
+def blas_info() -> dict | None:
+    """numpy's BLAS as it runs here: threadpoolctl's view (library, version, the kernel
+    architecture OpenBLAS picked for this CPU), else numpy's build configuration."""
+    try:
+        from threadpoolctl import threadpool_info
+        found = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+        if found:
+            return {k: found[0].get(k) for k in ("internal_api", "version", "architecture", "threading_layer")}
+    except Exception:  # noqa: BLE001 - threadpoolctl is optional; its probing can fail on odd builds
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return {"internal_api": blas.get("name"), "version": blas.get("version"),
+                "architecture": None, "threading_layer": None}
+    except Exception:  # noqa: BLE001 - numpy < 1.26 has no mode="dicts"
+        return None
+
+
+def isa_summary(isa: list[str]) -> str:
+    """The widest vector extensions of a cpu_info()["isa"] list, e.g. 'avx2+avx512' or 'asimddp'."""
+    families = ("amx", "avx512", "avx2", "sve2", "sve", "i8mm", "asimddp", "asimd", "neon")
+    present = [f for f in families if any(flag.startswith(f) for flag in isa)]
+    if "asimddp" in present or "asimd" in present:
+        present = [f for f in present if f != "neon"]
+    if "asimddp" in present:
+        present = [f for f in present if f != "asimd"]
+    return "+".join(present)
+
+
+def machine_info(tflite_runtime_python: str | None = None) -> dict:
     info = {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-            "cpu": cpu, "cpu_count": os.cpu_count(),
+            **cpu_info(), "blas": blas_info(), "cpu_count": os.cpu_count(),
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "python": platform.python_version(), "numpy": np.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -231,7 +277,9 @@ def _median_round(rows: list[dict]) -> dict:
 
 def format_results(data: dict) -> str:
     m = data["machine"]
-    lines = [f"{m.get('cpu') or m.get('machine')}, {m.get('cpu_count')} CPUs, Python {m.get('python')}, "
+    isa = isa_summary(m.get("isa") or [])
+    lines = [f"{m.get('cpu') or m.get('machine')}{f' ({isa})' if isa else ''}, {m.get('cpu_count')} CPUs, "
+             f"Python {m.get('python')}, "
              f"numpy {m.get('numpy')}, {m.get('litert')}",
              f"{'model':<28} {'engine':<15} {'thr':>3} {'open s':>7} {'p50 ms':>9} {'p90 ms':>9} "
              f"{'p99 ms':>9} {'pad p50':>9} {'tweets/s':>9} {'RSS MB':>7}"]

@@ -152,7 +152,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     from .fileio import check_writable, save_npz
     from .inputs import InputMaker, model_labels
     from .interpreter import Interpreter
-    from .trace import make_tracer
+    from .trace import make_tracer, printable
 
     if (text is None) == (ids_text is None):
         raise InputError("give either TEXT or --ids")
@@ -171,15 +171,25 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
         save_npz(save_path, arrays)
         click.echo(f"saved {len(arrays)} tensors to {save_path}")
     labels = model_labels(model)
+    answers = []
     for i in model.outputs:
         out = values[i]
-        click.echo(f"output {model.tensors[i].name}: {np.array2string(out, precision=4)}")
+        click.echo(f"output {printable(model.tensors[i].name)}: {np.array2string(out, precision=4)}")
         if labels and out.ndim and out.shape[-1] == len(labels) and np.issubdtype(out.dtype, np.floating):
             z = out.reshape(-1).astype(np.float64)
             probs = np.exp(z - z.max())
             probs /= probs.sum()
-            click.echo("label: " + labels[int(np.argmax(probs))] + "  (" + ", ".join(
-                f"{name} {p:.3f}" for name, p in zip(labels, probs)) + ")")
+            answers.append(_answer_line(labels[int(np.argmax(probs))], dict(zip(labels, probs)), text or ""))
+    for line in answers:        # last: what the user came for, as classify prints it
+        click.echo(line)
+
+
+def _answer_line(label: str, probabilities: dict, text: str) -> str:
+    """One text's label, class probabilities and (the start of) the text: classify's line."""
+    shown = " ".join(text.split())
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return (f"{label:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()) + ")"
+            + (f"  {shown}" if shown else ""))
 
 
 @main.command()
@@ -296,6 +306,7 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
     from .inputs import InputMaker
 
     check_writable(out_path)
+    _warn_if_threads_exceed_cores([threads])
     model = _load(model_path)
     maker = InputMaker(model)
     inputs = [maker.from_text(t).arrays for t in texts]
@@ -365,19 +376,51 @@ def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch
         raise InputError(f"unknown engine '{bad[0]}': choose from {', '.join(ENGINES)}")
     models = [str(m) for m in models] or [str(default_model_path())]
     threads = list(threads) or [1]
+    _warn_if_threads_exceed_cores(threads)
     texts = read_texts(texts_file) if texts_file else None
     total = len(models) * len(engines) * len(threads) * rounds
-    with click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda r: r and f"{r['model']} {r['engine']} x{r['threads']}") as bar:
-        data = run_bench(models, engines, threads, runs=runs, warmup=warmup, seq=seq, texts=texts, rounds=rounds,
-                         seed=seed, batch=batch, tflite_runtime_python=runtime_python,
-                         progress=lambda row: bar.update(1, row))
+
+    def measure(progress):
+        return run_bench(models, engines, threads, runs=runs, warmup=warmup, seq=seq, texts=texts, rounds=rounds,
+                         seed=seed, batch=batch, tflite_runtime_python=runtime_python, progress=progress)
+
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
+                               item_show_func=lambda r: r and f"{r['model']} {r['engine']} x{r['threads']}") as bar:
+            data = measure(lambda row: bar.update(1, row))
+    else:
+        # no terminal (a log, CI): click's bar would print its label once and then nothing for
+        # minutes, so one line per measured cell
+        done = 0
+
+        def report(row):
+            nonlocal done
+            done += 1
+            click.echo(_bench_progress_line(done, total, row), err=True)
+        data = measure(report)
     click.echo(format_results(data))
     if json_path:
         save_json(json_path, data)
     if plot_path:
         plot(data, plot_path)
         click.echo(f"chart: {plot_path}")
+
+
+def _bench_progress_line(done: int, total: int, row: dict) -> str:
+    what = f"bench {done}/{total}: {row['model']} {row['engine']} x{row['threads']}"
+    if row.get("status") != "ok":
+        return f"{what}: {row.get('status')}"
+    return f"{what}: p50 {row['p50_ms']:.3g} ms"
+
+
+def _warn_if_threads_exceed_cores(threads: list[int]) -> None:
+    """One line on stderr when a --threads value exceeds the cores this process may run on:
+    the threads then take turns on a core and each waits for the slowest (4 threads on 2 cores
+    ran 180x slower than 1 on a shared 2-core host)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and max(threads) > cores:
+        click.echo(f"warning: --threads {max(threads)} is more than the {cores} core(s) this process can use: "
+                   "the threads will wait on each other (often many times slower)", err=True)
 
 
 # -- explain, lint, layer-error (teaching and diagnosis) ------------------------------------------
@@ -504,7 +547,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     from .fileio import check_writable, pyplot, save_json
     from .inputs import InputMaker
     from .interpreter import Interpreter
-    from .layer_error import format_report, layer_error, plot_report
+    from .layer_error import check_same_network, format_report, layer_error, plot_report
     from .model import load_model
 
     for path in (json_path, plot_path):
@@ -513,6 +556,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     if plot_path:
         pyplot()
     quant, floating = _load(model_path), load_model(float_path)
+    check_same_network(quant, floating)
     q_interp, f_interp = Interpreter(quant, numerics=numerics), Interpreter(floating)
     q_maker, f_maker = InputMaker(quant), InputMaker(floating)
     q_sets = _input_sets(q_maker, texts, [], texts_file, limit, n_random, seed, default_random=5)
@@ -626,10 +670,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
                               ensure_ascii=False))
         return
     for r in results:
-        shown = " ".join(r["text"].split())
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        click.echo(f"{r['label']:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
-                   + f")  {shown}")
+        click.echo(_answer_line(r["label"], r["probabilities"], r["text"]))
     if preds.truncated:
         click.echo(f"warning: {preds.truncated} text(s) truncated to the model's sequence length", err=True)
 

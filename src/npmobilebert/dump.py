@@ -141,6 +141,13 @@ class Dump:
     def __init__(self, path: str):
         self.path = path
         try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+            # np.load reads anything that is neither a zip nor an .npy as a pickle, refuses it and
+            # suggests allow_pickle=True: never the advice for a file that is not a dump at all
+            if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise InputError(f"{path}: not a readable .npz dump (not a zip archive; "
+                                 "'npmobilebert dump' writes one)")
             self._z = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # EOFError: an empty file
             raise InputError(f"{path}: not a readable .npz dump ({' '.join(str(e).split())})") from None

@@ -215,8 +215,13 @@ class LiteRTRunner(_Runner):
         self.resolver = resolver
         self.preserve_all_tensors = bool(preserve_all_tensors)
         op_resolver = getattr(mod.OpResolverType, _RESOLVER_TYPES[resolver])
+        printed: list[str] = []
         try:
-            with warnings.catch_warnings():
+            # LiteRT's C++ logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+            # (tflite/minimal_logging, which TF_CPP_MIN_LOG_LEVEL does not silence): it is caught
+            # here; anything else it prints is passed on, unless loading fails (the error is
+            # then one line, which carries LiteRT's message).
+            with warnings.catch_warnings(), _native_stderr(printed):
                 # LiteRT warns that preserve_all_tensors with AUTO/BUILTIN is for debugging: it is.
                 warnings.simplefilter("ignore", UserWarning)
                 self._interp = mod.Interpreter(
@@ -225,9 +230,12 @@ class LiteRTRunner(_Runner):
                     experimental_op_resolver_type=op_resolver,
                     experimental_preserve_all_tensors=self.preserve_all_tensors,
                 )
-            self._interp.allocate_tensors()
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise NpMobileBertError(f"LiteRT cannot load the model: {_one_line(e)}") from e
+        for line in printed:
+            if not line.startswith("INFO: "):
+                print(line, file=sys.stderr)
         self.input_details = self._interp.get_input_details()
         self.output_details = self._interp.get_output_details()
         count = _model_tensor_count(content)

@@ -1,10 +1,12 @@
 """``run --trace``: an interpreter observer that prints each op, more at each level.
 
-Level 1 (-t):   one line per op: index, op, output tensor, shape, dtype, scale/zero point,
-                min/max, and how many values sit on the clamp (the dtype's or the fused
-                activation's bounds: saturation is where quantization loses information).
-Level 2 (-tt):  + the op's prepared internals (multipliers, shifts, offsets) and the TFLite
-                source it mirrors.
+Level 1 (-t):   a legend, a header row, then one line per op output in columns that fit 120
+                characters: index, op, shape, dtype, scale and zero point, min/max, how many
+                values sit on the low / high clamp (the dtype's or the fused activation's bounds:
+                saturation is where quantization loses information) and the output tensor's name,
+                shortened to its informative tail.
+Level 2 (-tt):  + the full name and quantization, the clamp bounds, the op's prepared internals
+                (multipliers, shifts, offsets) and the TFLite source it mirrors.
 Level 3 (-ttt): + every input's quantization and value samples of inputs and outputs.
 
 At every level an op that a lint check flags on this run (lint.py: saturation beyond the
@@ -22,6 +24,63 @@ from .kernels import PreparedOp
 from .kernels.base import dtype_limits
 from .lint import Linter
 
+LINE_WIDTH = 120
+# index, op, shape, dtype, scale, zp, min, max, clamp; the name takes the rest of the line
+COLUMNS = ((">4", "op"), ("<15", "type"), ("<10", "shape"), ("<7", "dtype"), (">8", "scale"),
+           (">4", "zp"), (">6", "min"), (">6", "max"), (">9", "clamp"))
+LEGEND = ("clamp: values on the low/high bound (dtype or fused activation) as lo/hi; "
+          "! a lint finding; -tt: full names")
+
+
+def printable(text: str) -> str:
+    """A name from the model file as one line of plain text: its repr's escapes, no quotes."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def short_name(name: str, width: int) -> str:
+    """The informative tail of a tensor name in at most `width` characters.
+
+    The converter joins the names of the ops it fused with ';': the first is kept and ';+N'
+    counts the others (-tt shows them all). Scopes nest left to right, so the last path
+    segments say which layer and op this is."""
+    parts = [part for part in name.split(";") if part] or [""]
+    suffix = f";+{len(parts) - 1}" if len(parts) > 1 else ""
+    head, width = printable(parts[0]), max(width - len(suffix), 8)
+    if len(head) > width:
+        segments = head.split("/")
+        tail = segments[-1]
+        for segment in reversed(segments[:-1]):
+            if len(".../" + segment + "/" + tail) > width:
+                break
+            tail = segment + "/" + tail
+        if width - 10 <= len(".../" + tail) <= width:
+            head = ".../" + tail
+        else:                                   # a whole segment would leave too much unsaid
+            head = "..." + head[-(width - 3):]
+    return head + suffix
+
+
+def _row(cells) -> str:
+    return " ".join(f"{cell:{spec}}" for (spec, _), cell in zip(COLUMNS, cells))
+
+
+def header() -> str:
+    return _row([title for _, title in COLUMNS]) + " output tensor"
+
+
+def _number(value) -> str:
+    return str(int(value)) if isinstance(value, (int, np.integer)) else f"{float(value):.4g}"
+
+
+def _quant_columns(tensor) -> tuple[str, str]:
+    q = tensor.quantization
+    if q is None:
+        return "", ""
+    if len(q.scales) > 1:
+        return f"pc[{len(q.scales)}]", "-" if q.zero_points.min() != q.zero_points.max() \
+            else str(int(q.zero_points[0]))
+    return f"{float(q.scales[0]):.4g}", str(int(q.zero_points[0]))
+
 
 def _quant_text(tensor) -> str:
     q = tensor.quantization
@@ -30,19 +89,18 @@ def _quant_text(tensor) -> str:
     if len(q.scales) > 1:
         return (f"per-channel[{len(q.scales)}] scale {q.scales.min():.3g}..{q.scales.max():.3g}"
                 f" zp {int(q.zero_points.min())}..{int(q.zero_points.max())}")
-    return f"scale {float(q.scales[0]):.6g} zp {int(q.zero_points[0])}"
+    return f"scale {float(q.scales[0]):.9g} zp {int(q.zero_points[0])}"
 
 
-def _clamp_count(step: PreparedOp, out: np.ndarray) -> str:
+def _clamp(step: PreparedOp, out: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(values at the low bound, at the high bound, low bound, high bound), or None where no
+    clamp applies (float and int32 outputs)."""
     if not np.issubdtype(out.dtype, np.integer) or out.dtype == np.int32 or out.size == 0:
-        return ""
+        return None
     lo, hi = dtype_limits(out.dtype)
     lo = step.params.get("activation_min", lo)
     hi = step.params.get("activation_max", hi)
-    n_lo, n_hi = int(np.count_nonzero(out <= lo)), int(np.count_nonzero(out >= hi))
-    if n_lo == 0 and n_hi == 0:
-        return ""
-    return f" clamp {n_lo}@{lo} {n_hi}@{hi}"
+    return int(np.count_nonzero(out <= lo)), int(np.count_nonzero(out >= hi)), int(lo), int(hi)
 
 
 def _sample(values: np.ndarray, n: int = 8) -> str:
@@ -64,19 +122,35 @@ def _format_param(value) -> str:
 def make_tracer(level: int, write: Callable[[str], None]):
     """An observer for Interpreter.run that writes trace lines at the given level (1..3).
 
-    One observer traces one run (the lint marker learns the graph's mask inputs as they go by)."""
+    One observer traces one run (the lint marker learns the graph's mask inputs as they go by);
+    its first call writes the legend and the header row."""
     linter = Linter()
     linter.start_run()
+    started = False
 
     def observe(step: PreparedOp, inputs: list, outputs: list) -> None:
+        nonlocal started
+        if not started:
+            write(LEGEND)
+            write(header())
+            started = True
         op = step.ctx.op
         flags = linter.observe(step, inputs, outputs)
         marker = ("  ! " + "; ".join(dict.fromkeys(f.short for f in flags))) if flags else ""
         for tensor, out in zip(step.ctx.outputs, outputs):
-            stats = f" min {out.min():.6g} max {out.max():.6g}" if out.size else ""
-            write(f"{op.index:4d} {op.opcode:<16} {tensor.name[:60]:<60} "
-                  f"{str(list(out.shape)):<16} {tensor.type_name:<8} {_quant_text(tensor)}"
-                  f"{stats}{_clamp_count(step, out)}{marker}")
+            scale, zero_point = _quant_columns(tensor)
+            clamp = _clamp(step, out)
+            cells = [op.index, op.opcode, "x".join(map(str, out.shape)) or "scalar",
+                     tensor.type_name.lower(), scale, zero_point,
+                     _number(out.min()) if out.size else "", _number(out.max()) if out.size else "",
+                     f"{clamp[0]}/{clamp[1]}" if clamp and (clamp[0] or clamp[1]) else ""]
+            row = _row(cells)
+            # the name takes what the columns leave of the line (at least 16 characters)
+            name_width = max(16, LINE_WIDTH - len(row) - 1 - len(marker))
+            write(f"{row} {short_name(tensor.name, name_width)}{marker}")
+            if level >= 2:
+                bounds = f"; clamp bounds {clamp[2]}..{clamp[3]}" if clamp else ""
+                write(f"       tensor: {printable(tensor.name)}  {_quant_text(tensor)}{bounds}")
         if level >= 2:
             if step.params:
                 write("       params: " + ", ".join(f"{k}={_format_param(v)}"
@@ -87,9 +161,9 @@ def make_tracer(level: int, write: Callable[[str], None]):
                 if tensor is None:
                     continue
                 kind = "const" if tensor.data is not None else "input"
-                write(f"       in{k} {kind} {tensor.name[:50]} {list(tensor.shape)} {tensor.type_name}"
+                write(f"       in{k} {kind} {printable(tensor.name)} {list(tensor.shape)} {tensor.type_name}"
                       f" {_quant_text(tensor)}: {_sample(value)}")
             for tensor, value in zip(step.ctx.outputs, outputs):
-                write(f"       out {tensor.name[:50]}: {_sample(value)}")
+                write(f"       out {printable(tensor.name)}: {_sample(value)}")
 
     return observe
