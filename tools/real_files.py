@@ -274,7 +274,11 @@ def classify_run(ran: Ran) -> tuple[str, str]:
 # Refusal messages, most specific first: (group, pattern whose groups make the detail).
 _OP = r"operator \d+ \((?P<op>\w+) v(?P<version>\d+)"
 REFUSAL_PATTERNS = (
-    ("custom op", re.compile(r"custom op '(?P<detail>.*?)'")),
+    ("custom op", re.compile(r"^custom op (?P<detail>.*?): not implemented")),
+    ("dtype", re.compile(r"^(?P<dtype>[A-Z0-9]+) tensors are not implemented.* of operator \d+ "
+                         r"\((?P<op>\w+) v\d+")),
+    ("feature", re.compile(r"^(?P<why>blockwise quantization not implemented).* of operator \d+ "
+                           r"\((?P<op>\w+) v\d+")),
     ("missing op", re.compile(_OP + r".*\): this op is not implemented")),
     ("control flow", re.compile(_OP + r".*is control flow")),
     ("op version", re.compile(_OP + r"\): unknown op version")),
@@ -300,6 +304,8 @@ def refusal_reason(message: str) -> tuple[str, str]:
             detail = parts["op"]
         elif group == "op version":
             detail = f"{parts['op']} v{parts['version']}"
+        elif group == "dtype" and parts.get("dtype"):
+            detail = f"{parts['op']} ({parts['dtype']} tensors)"
         elif group == "dtype":
             detail = f"{parts['op']} ({parts['io']})"
         elif group == "kernel failure":
@@ -324,8 +330,9 @@ def _builtin_names() -> set[str]:
 def misreads(litert_ops: list[str], info_ops: list[dict], subgraphs: int, builtins: set[str]) -> list[str]:
     """How ``info``'s operator counts differ from LiteRT's op names (primary subgraph).
 
-    A builtin must carry LiteRT's name exactly; a custom op (LiteRT names it by its custom code,
-    'Flex' for every Flex op) must be named by ``info`` with that code in its name.  ``info``
+    A builtin must carry LiteRT's name exactly, and so must a custom op (LiteRT names it by its
+    custom code), except that LiteRT calls every Flex op 'Flex' where ``info`` gives the whole
+    code ('FlexSentencepieceOp').  ``info``
     counts every subgraph, LiteRT's details only the primary one: with several subgraphs
     ``info`` may count more, never fewer."""
     counts = collections.Counter()
@@ -338,8 +345,10 @@ def misreads(litert_ops: list[str], info_ops: list[dict], subgraphs: int, builti
     for name, want in sorted(collections.Counter(litert_ops).items()):
         if name in builtins:
             matching = [n for n in counts if n == name]
+        elif name == "Flex":
+            matching = [n for n in counts if n.startswith("Flex") and n not in builtins]
         else:
-            matching = [n for n in counts if name in n and n not in builtins]
+            matching = [n for n in counts if name in n.split(" ") and n not in builtins]
         claimed.update(matching)
         got = sum(counts[n] for n in matching)
         if got < want or (subgraphs == 1 and got != want):
