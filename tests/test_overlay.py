@@ -47,16 +47,6 @@ def adapter_node_ids(model_path: str) -> tuple[str, dict[int, str]]:
     return graph["id"], ids
 
 
-def expected_colour(entry: dict, thresholds: list[dict]) -> str | None:
-    """Model Explorer's rule (node_data_builder.GraphNodeData.thresholds): a node's own bgColor,
-    else the colour of the first threshold its value is <= to."""
-    if "bgColor" in entry:
-        return entry["bgColor"]
-    if not isinstance(entry["value"], (int, float)):
-        return None
-    return next((t["bgColor"] for t in thresholds if entry["value"] <= t["value"]), None)
-
-
 def test_verify_overlay_one_entry_per_op_on_the_adapters_node(tmp_path):
     pytest.importorskip("ai_edge_litert.interpreter")
     graph_id, node_ids = adapter_node_ids(TINY)
@@ -164,7 +154,7 @@ def test_overlay_files_parse_as_model_explorer_node_data(tmp_path):
         parsed = builder.GraphNodeData(
             name=graph["name"],
             results={k: builder.NodeDataResult(**v) for k, v in graph["results"].items()},
-            thresholds=[builder.ThresholdItem(**t) for t in graph["thresholds"]])
+            gradient=[builder.GradientItem(**g) for g in graph["gradient"]])
         written = json.loads(parsed.to_json_string())
         assert {k: written[k] for k in graph} == graph      # the rest are the builder's defaults
 

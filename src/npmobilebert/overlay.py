@@ -84,8 +84,9 @@ def _jsonable(value):
 
 
 def node_data(model, name: str, values: Mapping[int, NodeValue], thresholds: list[tuple[float, str]] = (),
-              subgraph: int = 0) -> dict:
-    """Model Explorer node data: ``values`` by op index, ``thresholds`` as (upper bound, colour)."""
+              gradient: list[tuple[float, str]] = (), subgraph: int = 0) -> dict:
+    """Model Explorer node data: ``values`` by op index; colours by ``thresholds`` (upper bound,
+    colour) or by ``gradient`` (stop in [0, 1] from the smallest to the largest value, colour)."""
     _check_keys(model, subgraph)
     n_ops = len(model.subgraphs[subgraph].operators)
     results = {}
@@ -100,6 +101,8 @@ def node_data(model, name: str, values: Mapping[int, NodeValue], thresholds: lis
     graph = {"name": name, "results": results}
     if thresholds:
         graph["thresholds"] = [{"value": bound, "bgColor": colour} for bound, colour in thresholds]
+    if gradient:
+        graph["gradient"] = [{"stop": stop, "bgColor": colour} for stop, colour in gradient]
     return {graph_id(model, subgraph): graph}
 
 
@@ -144,8 +147,9 @@ def verify_overlay(model, report) -> dict:
 
 # -- layer-error ------------------------------------------------------------------------------------
 
-SQNR_THRESHOLDS = [(10, RED), (20, ORANGE), (30, YELLOW), (40, LIGHT_GREEN), (BEYOND, GREEN)]
-COSINE_THRESHOLDS = [(0.9, RED), (0.99, ORANGE), (0.999, YELLOW), (0.9999, LIGHT_GREEN), (BEYOND, GREEN)]
+# relative to this model: its worst op red, its best green (the values themselves are in the
+# node data; a threshold in dB would paint a whole healthy model one colour)
+WORST_TO_BEST = [(0, RED), (0.5, YELLOW), (1, GREEN)]
 
 
 def layer_error_overlays(model, report) -> tuple[dict, dict]:
@@ -161,8 +165,8 @@ def layer_error_overlays(model, report) -> tuple[dict, dict]:
             sqnr[m.quant_op] = NodeValue(round(db, 2))
         cosine[m.quant_op] = NodeValue(round(m.cosine, 6))
     vs = f"vs {_basename(report.float_path)}, {report.inputs} inputs"
-    return (node_data(model, f"layer-error SQNR dB {vs}", sqnr, SQNR_THRESHOLDS),
-            node_data(model, f"layer-error cosine {vs}", cosine, COSINE_THRESHOLDS))
+    return (node_data(model, f"layer-error SQNR dB {vs}", sqnr, gradient=WORST_TO_BEST),
+            node_data(model, f"layer-error cosine {vs}", cosine, gradient=WORST_TO_BEST))
 
 
 def _basename(path) -> str:
@@ -201,13 +205,9 @@ def lint_overlay(model, findings) -> dict:
 # -- bench --per-op ------------------------------------------------------------------------------
 
 def timing_overlay(model, microseconds: Mapping[int, float], name: str) -> dict:
-    """Per op: its median time in microseconds, coloured by its share of the slowest op's time
-    (<= 5%, 20%, 50%, above)."""
-    slowest = max(microseconds.values(), default=0.0)
-    thresholds = [(slowest * 0.05, LIGHT_GREEN), (slowest * 0.2, YELLOW), (slowest * 0.5, ORANGE),
-                  (BEYOND, RED)] if slowest > 0 else []
+    """Per op: its median time in microseconds; the fastest op green, the slowest red."""
     values = {i: NodeValue(round(float(t), 1)) for i, t in microseconds.items()}
-    return node_data(model, name, values, thresholds)
+    return node_data(model, name, values, gradient=[(0, GREEN), (0.5, YELLOW), (1, RED)])
 
 
 def validate(path: str) -> dict:
