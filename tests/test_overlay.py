@@ -164,6 +164,12 @@ def test_overlay_option_bad_paths_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     r = cli("bench", "-m", TINY, "--overlay", str(tmp_path / "o.json"))
     assert r.returncode == 2 and "--per-op" in r.stderr
+    # an input is never overwritten: the overlay path may not be the model
+    model = tmp_path / "model.tflite"
+    model.write_bytes(Path(TINY).read_bytes())
+    r = cli("lint", "-m", str(model), "--random", "1", "--overlay", str(model))
+    assert r.returncode == 2 and "is an input" in r.stderr
+    assert model.read_bytes() == Path(TINY).read_bytes()
 
 
 def test_view_refuses_bad_overlays_and_says_how_to_install(tmp_path):

@@ -223,7 +223,8 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
     if json_path:
         check_writable(json_path)   # now, not after the comparison
     if overlay_path:
-        check_writable(overlay_path)
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), texts_file)
     if against == "tflm" and runtime != "litert":
         raise InputError("--against tflm runs TensorFlow Lite Micro: --runtime does not apply")
     model = _load(model_path)
@@ -277,7 +278,8 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given, overlay_path
     if json_path:
         check_writable(json_path)
     if overlay_path:
-        check_writable(overlay_path)
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), dump_path)
     model = _load(model_path)
     report = verify_dump(model, dump_path, numerics=numerics)
     click.echo(format_report(report, model))
@@ -417,9 +419,11 @@ def _bench_per_op(models, engines, threads, seq, runs, rounds, warmup, texts_fil
     if len(models) > 1 or engines or threads or rounds != 1 or plot_path or seq:
         raise InputError("--per-op times one model in the NumPy interpreter: -m once; --engine, --threads, "
                          "--rounds, --seq and --plot do not apply")
-    for path in (json_path, overlay_path):
-        if path:
-            check_writable(path)
+    if json_path:
+        check_writable(json_path)
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, models[0] if models else str(default_model_path()), texts_file)
     model = _load(models[0] if models else None)
     interp = Interpreter(model)
     maker = InputMaker(model)
@@ -536,9 +540,11 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
     from .interpreter import Interpreter
     from .lint import format_lint, lint_json, lint_model
 
-    for path in (json_path, overlay_path):
-        if path:
-            check_writable(path)
+    if json_path:
+        check_writable(json_path)
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), texts_file)
     model = _load(model_path)
     interp = Interpreter(model, numerics=numerics)
     sets = _input_sets(InputMaker(model), texts, ids_list, texts_file, limit, n_random, seed,
@@ -581,9 +587,15 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     from .layer_error import format_report, layer_error, plot_report
     from .model import load_model
 
-    for path in (json_path, plot_path, overlay_path, overlay_cosine_path):
+    for path in (json_path, plot_path):
         if path:
             check_writable(path)
+    for path in (overlay_path, overlay_cosine_path):
+        if path:
+            from .overlay import check_path
+            check_path(path, model_path or str(default_model_path()), float_path, texts_file)
+    if overlay_path and overlay_cosine_path and os.path.abspath(overlay_path) == os.path.abspath(overlay_cosine_path):
+        raise InputError("--overlay and --overlay-cosine name the same file")
     if plot_path:
         pyplot()
     quant, floating = _load(model_path), load_model(float_path)

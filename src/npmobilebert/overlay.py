@@ -106,6 +106,18 @@ def node_data(model, name: str, values: Mapping[int, NodeValue], thresholds: lis
     return {graph_id(model, subgraph): graph}
 
 
+def check_path(path: str, *inputs) -> None:
+    """Before the run: ``path`` can be written and is none of the command's input files."""
+    import os
+
+    from .fileio import check_writable
+
+    check_writable(path)
+    for given in inputs:
+        if given and os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise InputError(f"--overlay {path} is an input of this command: choose another file")
+
+
 def write(path: str, data: dict) -> None:
     from .fileio import save_json
     save_json(path, data)
