@@ -192,3 +192,25 @@ def test_graph_id_follows_the_adapters_rule():
 
     for path in (TINY, TINY_FLOAT, str(FIXTURES / "tiny_dynamic.tflite")):
         assert graph_id(load_model(path)) == adapter_node_ids(path)[0]
+
+
+@pytest.mark.parametrize("keep_signature", [True, False])
+def test_graph_id_of_an_unnamed_subgraph(tmp_path, keep_signature):
+    """A subgraph without a name: the adapter falls back to the signature key, then to "main"."""
+    adapter_node_ids(TINY)                       # skips without the adapter
+    import flatbuffers
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    from npmobilebert.model import load_model
+    from npmobilebert.overlay import graph_id
+
+    m = schema.ModelT.InitFromPackedBuf(Path(TINY).read_bytes(), 0)
+    m.subgraphs[0].name = None
+    if not keep_signature:
+        m.signatureDefs = []
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "unnamed.tflite"
+    path.write_bytes(builder.Output())
+    model = load_model(str(path))
+    assert model.main.name == ""
+    assert graph_id(model) == adapter_node_ids(str(path))[0]
