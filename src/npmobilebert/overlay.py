@@ -3,7 +3,7 @@
 
 The file is Model Explorer's own node-data JSON (``model_explorer/node_data_builder.py``,
 ``ModelNodeData``): ``{graph id: {"name", "results": {node id: {"value", "bgColor"?}},
-"thresholds"?}}``. No Model Explorer import is needed to write one.
+"thresholds" or "gradient"}}``. No Model Explorer import is needed to write one.
 
 Keys, as the built-in TFLite adapter (``ai-edge-model-explorer-adapter``,
 ``adapters/litert/direct_flatbuffer_to_json_graph_convert.cc``) names them:
@@ -68,9 +68,9 @@ def node_id(op_index: int) -> str:
 
 def _check_keys(model, subgraph: int) -> None:
     sg = model.subgraphs[subgraph]
-    n_ops = len(sg.operators)
+    ids = {node_id(i) for i in range(len(sg.operators))}
     for t in sg.tensors:
-        if t.name.isdigit() and int(t.name) < n_ops:
+        if t.name in ids:
             raise InputError(f"tensor {t.index} is named {t.name!r}, which Model Explorer would read as"
                              f" the node id of op {int(t.name)}: no overlay can key its values unambiguously")
 
@@ -135,8 +135,11 @@ def verify_overlay(model, report) -> dict:
     The op of the first divergence is dark red."""
     c = report.comparison
     worst: dict[int, int] = {}
+    reshaped = set()                    # ops with an output whose shape differs (max_diff -1)
     for d in c.diffs:
-        worst[d.op_index] = max(worst.get(d.op_index, 0), 2**62 if d.max_diff < 0 else d.max_diff)
+        if d.max_diff < 0:
+            reshaped.add(d.op_index)
+        worst[d.op_index] = max(worst.get(d.op_index, 0), d.max_diff)
     missing = set(c.missing)
     first = c.first_divergence
     values = {}
@@ -144,13 +147,13 @@ def verify_overlay(model, report) -> dict:
         if all(model.tensors[i].name in missing for i in op.outputs):
             values[op.index] = NodeValue("not exposed")
             continue
-        diff = worst.get(op.index, 0)
-        value = "shape differs" if diff == 2**62 else diff
+        value = "shape differs" if op.index in reshaped else worst.get(op.index, 0)
         colour = DARK_RED if first is not None and op.index == first.op_index else (
-            RED if diff == 2**62 else None)
+            RED if op.index in reshaped else None)
         values[op.index] = NodeValue(value, colour)
-    label = {"ref": "LiteRT ref", "builtin": "LiteRT builtin", "default": "LiteRT default"}.get(
-        report.against, report.against)
+    import os
+    label = {"ref": "LiteRT ref", "builtin": "LiteRT builtin", "default": "LiteRT default",
+             "tflm": "TFLite Micro"}.get(report.against, os.path.basename(report.against))
     name = f"verify vs {label}: max LSB/ULP"
     if first is not None:
         name += f" (first divergence: op {first.op_index}, input {report.first_input})"
