@@ -653,6 +653,11 @@ def view(model_path, overlays, host, port, no_browser):
     _load(path)                                  # a bad model is one line here, not in the web app
     for f in overlays:
         validate(f)
+    if port != 8080:                             # 8080: Model Explorer looks for a free port itself
+        import socket
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                raise InputError(f"port {port} on {host} is in use: choose another --port")
     headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                           or os.environ.get("WAYLAND_DISPLAY"))
     if no_browser or headless:
