@@ -48,15 +48,21 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def overlays(tool, tmp_path_factory):
+    """The four overlays of the shipped model, and each command's own JSON report (by op index:
+    the expectations below never read an overlay's keys)."""
     d = tmp_path_factory.mktemp("overlays")
     paths = {k: str(d / f"{k}.json") for k in ("sqnr", "verify", "lint", "time")}
-    cli("layer-error", "-m", MODEL, "--float", DYNAMIC, "--random", "2", "--overlay", paths["sqnr"])
+    reports = {k: str(d / f"{k}_report.json") for k in paths}
+    cli("layer-error", "-m", MODEL, "--float", DYNAMIC, "--random", "2", "--overlay", paths["sqnr"],
+        "--json", reports["sqnr"])
     # reference numerics against XNNPACK: differences by design, so verify's values vary by op
     cli("verify", "-m", MODEL, "--against", "default", "--numerics", "litert-ref", "--random", "1",
-        "--overlay", paths["verify"])
-    cli("lint", "-m", MODEL, "--random", "2", "--overlay", paths["lint"])
-    cli("bench", "--per-op", "-m", MODEL, "--runs", "2", "--warmup", "1", "--overlay", paths["time"])
-    return {k: json.loads(Path(p).read_text()) for k, p in paths.items()}, paths
+        "--overlay", paths["verify"], "--json", reports["verify"])
+    cli("lint", "-m", MODEL, "--random", "2", "--overlay", paths["lint"], "--json", reports["lint"])
+    cli("bench", "--per-op", "-m", MODEL, "--runs", "2", "--warmup", "1", "--overlay", paths["time"],
+        "--json", reports["time"])
+    load = lambda p: json.loads(Path(p).read_text())  # noqa: E731
+    return ({k: load(p) for k, p in paths.items()}, paths, {k: load(p) for k, p in reports.items()})
 
 
 @pytest.fixture(scope="module")
@@ -80,49 +86,27 @@ def js_text(value) -> str:
     return str(value)
 
 
-def expected_colour(graph: dict, entry: dict) -> str | None:
-    """The colour node_data_builder's rules give this entry (None where only the gradient's
-    interpolation would tell): its own bgColor; else the first threshold its value is <= to; else
-    for a gradient, the first stop's colour at the smallest value and the last one's at the largest."""
-    if "bgColor" in entry:
-        return entry["bgColor"]
-    value = entry["value"]
-    if not isinstance(value, (int, float)):
-        return None
-    for t in graph.get("thresholds", []):
-        if value <= t["value"]:
-            return t["bgColor"]
-    stops = sorted(graph.get("gradient", []), key=lambda g: g["stop"])
-    numbers = [r["value"] for r in graph["results"].values() if isinstance(r["value"], (int, float))]
-    if stops and value == min(numbers):
-        return stops[0]["bgColor"]
-    if stops and value == max(numbers):
-        return stops[-1]["bgColor"]
-    return None
-
-
 def test_overlays_land_on_the_ops_they_name(tool, overlays, server, driver, tmp_path):
     from npmobilebert.model import load_model
-    from npmobilebert.overlay import graph_id
+    from npmobilebert.overlay import GREEN, LIGHT_GREEN, graph_id
 
-    data, paths = overlays
+    data, paths, reports = overlays
     model = load_model(MODEL)
     gid = graph_id(model)
     graphs = {k: v[gid] for k, v in data.items()}
 
-    def op_of(graph, pick):
-        numeric = {int(k): v["value"] for k, v in graph["results"].items() if isinstance(v["value"], (int, float))}
-        return pick(numeric, key=numeric.get)
-
-    first_divergence = next((int(k) for k, v in graphs["verify"]["results"].items()
-                             if v.get("bgColor") == "#b71c1c"), 0)
-    ops = sorted({0,
-                  next(op.index for op in model.operators if op.opcode == "SOFTMAX"),
-                  first_divergence,
-                  op_of(graphs["sqnr"], min),                 # the op that lost the most SQNR
-                  op_of(graphs["time"], max),                 # the slowest op
+    sqnr = {t["quant_op"]: t["sqnr_db"] for t in reports["sqnr"]["tensors"]}
+    micros = {r["op"]: r["median_us"] for r in reports["time"]["ops"]}
+    flagged = {f["op"] for f in reports["lint"]["findings"]}
+    verify = reports["verify"]
+    first = verify["first_divergence"]
+    finite = {op: v for op, v in sqnr.items() if v is not None}
+    worst = min(finite, key=finite.get)                     # the op that lost the most SQNR
+    ops = sorted({0, next(op.index for op in model.operators if op.opcode == "SOFTMAX"),
+                  first["op_index"] if first else 0, worst, max(micros, key=micros.get),
                   len(model.operators) - 1})
     names = [g["name"] for g in graphs.values()]
+    sqnr_stops = sorted(graphs["sqnr"]["gradient"], key=lambda g: g["stop"])
     for op_index in ops:
         op = model.operators[op_index]
         url = tool.page_url(server, MODEL, list(paths.values()), str(op_index), gid)
@@ -130,25 +114,43 @@ def test_overlays_land_on_the_ops_they_name(tool, overlays, server, driver, tmp_
         assert info["id"] == str(op_index)
         assert info["op name"] == op.opcode.lower()
         assert info["outputs"] == [model.tensors[i].name for i in op.outputs]
-        for key, graph in graphs.items():
-            entry = graph["results"].get(str(op_index))
-            text, colour = info["values"][graph["name"]]
-            if entry is None:                             # e.g. the mask's QUANTIZE in layer-error
-                assert text == "-"
-                continue
-            assert text == js_text(entry["value"]), (op_index, key)
-            want = expected_colour(graph, entry)
-            if want is not None:
-                assert colour == tool.css_rgb(want), (op_index, key, text)
+        shown = {key: info["values"][graph["name"]] for key, graph in graphs.items()}
+
+        text, colour = shown["sqnr"]
+        if op_index not in sqnr:                             # the mask's QUANTIZE: no float twin
+            assert text == "-"
+        elif sqnr[op_index] is None:
+            assert (text, colour) == ("identical", tool.css_rgb(GREEN))
+        else:
+            assert float(text) == pytest.approx(sqnr[op_index], abs=0.006)   # 2 decimals shown
+            if op_index == worst:
+                assert colour == tool.css_rgb(sqnr_stops[0]["bgColor"])
+
+        text, colour = shown["time"]
+        assert text == js_text(round(micros[op_index], 1))
+
+        text, colour = shown["lint"]
+        assert (text == "ok") == (op_index not in flagged)
+        if op_index not in flagged:
+            assert colour == tool.css_rgb(LIGHT_GREEN)
+
+        text, colour = shown["verify"]
+        largest = verify["max_diff_by_op"][op.opcode]
+        assert 0 <= int(text) <= largest
+        if largest == 0:
+            assert text == "0"
+        if first and op_index == first["op_index"]:
+            assert int(text) >= first["max_diff"] and colour == tool.css_rgb("#b71c1c")
+        else:
+            want = next(t["bgColor"] for t in graphs["verify"]["thresholds"] if int(text) <= t["value"])
+            assert colour == tool.css_rgb(want)
 
     # the canvas: with the SQNR overlay alone and its worst op selected (and so revealed), that
     # op is drawn in the gradient's first colour, which only the smallest value gets
-    worst = op_of(graphs["sqnr"], min)
     shot = tmp_path / "sqnr.png"
     tool.screenshot(driver, tool.page_url(server, MODEL, [paths["sqnr"]], str(worst), gid), str(shot),
                     wait_text="NODE INFO")
     pixels = tool.png_rgb(str(shot))
-    width = pixels.shape[1]
-    graph_area = pixels[:, : int(width * 0.72)]        # left of the side panel
-    red = tuple(int(tool.css_rgb(graphs["sqnr"]["gradient"][0]["bgColor"])[4:-1].split(", ")[i]) for i in range(3))
+    graph_area = pixels[:, : int(pixels.shape[1] * 0.72)]    # left of the side panel
+    red = tuple(int(c) for c in tool.css_rgb(sqnr_stops[0]["bgColor"])[4:-1].split(", "))
     assert (graph_area == red).all(axis=-1).sum() > 500
