@@ -371,3 +371,52 @@ if __name__ == "__main__":
 
     sys.argv.insert(1, "bench")
     entry()
+
+
+# -- bench --per-op: where the NumPy interpreter's time goes ----------------------------------------
+
+LITERT_PER_OP_NOTE = ("LiteRT: no per-op profile from Python (ai-edge-litert's Python Interpreter has no "
+                      "profiler hook: its op profiler is reachable only from C++, e.g. LiteRT's "
+                      "benchmark_model --enable_op_profiling)")
+
+
+def per_op_times(interp, input_sets: list, runs: int, warmup: int) -> dict[int, float]:
+    """Median seconds of each op of the NumPy interpreter over ``runs`` runs (after ``warmup``),
+    cycling through ``input_sets``.
+
+    An observer sees each op right after it ran (Interpreter.run_all), so the time between two
+    observer calls is that op: gathering its inputs, its kernel and the output checks. The
+    unfused plan runs (fusion.py composes table ops only in plain ``run``): one time per op of
+    the file, each intermediate kept, as in ``bench --engine numpy-trace``."""
+    samples: dict[int, list[float]] = {step.ctx.op.index: [] for step in interp.plan}
+    last = [0.0]
+
+    def observe(step, inputs, outputs):
+        now = time.perf_counter()
+        samples[step.ctx.op.index].append(now - last[0])
+        last[0] = time.perf_counter()
+
+    for k in range(warmup):
+        interp.run_all(input_sets[k % len(input_sets)])
+    for k in range(runs):
+        arrays = interp.bind_inputs(input_sets[k % len(input_sets)])
+        last[0] = time.perf_counter()
+        interp.run_all(arrays, observer=observe)
+    return {i: float(np.median(s)) for i, s in samples.items() if s}
+
+
+def format_per_op(model, seconds: dict[int, float], top: int = 15) -> str:
+    total = max(sum(seconds.values()), 1e-12)
+    lines = [f"NumPy interpreter, per op (median of each op; their sum {total * 1e3:.2f} ms):",
+             f"{'op':>5} {'opcode':<18} {'us':>9} {'share':>6}  tensor"]
+    by_type: dict[str, float] = {}
+    for i, t in seconds.items():
+        by_type[model.operators[i].opcode] = by_type.get(model.operators[i].opcode, 0.0) + t
+    for i, t in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]:
+        op = model.operators[i]
+        name = model.tensors[op.outputs[0]].name.split(";")[0] if op.outputs else ""
+        lines.append(f"{i:>5} {op.opcode:<18} {t * 1e6:>9.1f} {t / total:>6.1%}  {name[:60]!r}")
+    lines.append("by op type: " + ", ".join(f"{k} {v / total:.1%}" for k, v in
+                                            sorted(by_type.items(), key=lambda kv: -kv[1])))
+    lines.append(LITERT_PER_OP_NOTE)
+    return "\n".join(lines)

@@ -207,8 +207,10 @@ def _answer_line(label: str, probabilities: dict, text: str) -> str:
 @click.option("--runtime-python", type=click.Path(dir_okay=False), default=None,
               help="A Python that can import tflite_runtime (default: $NPMOBILEBERT_TFLITE_RUNTIME_PYTHON, "
               "else this one).")
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False),
+              help="Also write the largest difference (0: identical; the first divergence dark red) per op as Model Explorer node data (see 'npmobilebert view').")
 def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file, limit, seed, json_path,
-           runtime, runtime_python):
+           runtime, runtime_python, overlay_path=None):
     """Compare every tensor of the NumPy interpreter with LiteRT (or tflite-runtime) on the same inputs.
 
     Exit 0 when every tensor is identical (against 'ref' with litert-ref numerics, 'tflm' with
@@ -227,9 +229,12 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
     if against not in ("ref", "builtin", "default", "tflm"):
         _verify_dump(model_path, against, numerics, json_path,
                      given=[n_random is not None, texts, ids_list, texts_file, runtime != "litert",
-                            runtime_python])
+                            runtime_python], overlay_path=overlay_path)
     if json_path:
         check_writable(json_path)   # now, not after the comparison
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), texts_file)
     if against == "tflm" and runtime != "litert":
         raise InputError("--against tflm runs TensorFlow Lite Micro: --runtime does not apply")
     model = _load(model_path)
@@ -256,10 +261,18 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
     click.echo(format_report(report, model))
     if json_path:
         save_json(json_path, report.to_json(model))
+    _write_verify_overlay(overlay_path, model, report)
     sys.exit(0 if report.ok else 1)
 
 
-def _verify_dump(model_path, dump_path, numerics, json_path, given):
+def _write_verify_overlay(overlay_path, model, report):
+    if overlay_path:
+        from .overlay import verify_overlay, write
+        write(overlay_path, verify_overlay(model, report))
+        click.echo(f"overlay: {overlay_path}")
+
+
+def _verify_dump(model_path, dump_path, numerics, json_path, given, overlay_path=None):
     """verify --against RUN.npz: recompute a dump's runs with the NumPy interpreter (dump.py)."""
     from .dump import verify_dump
     from .fileio import check_writable, save_json
@@ -274,11 +287,15 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given):
                          "--file and --runtime do not apply")
     if json_path:
         check_writable(json_path)
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), dump_path)
     model = _load(model_path)
     report = verify_dump(model, dump_path, numerics=numerics)
     click.echo(format_report(report, model))
     if json_path:
         save_json(json_path, report.to_json(model))
+    _write_verify_overlay(overlay_path, model, report)
     sys.exit(0 if report.ok else 1)
 
 
@@ -355,15 +372,24 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Draw a PNG chart (needs matplotlib: the [plot] extra).")
+@click.option("--per-op", "per_op", is_flag=True,
+              help="Time each op of the NumPy interpreter instead (median over --runs, in this process).")
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False),
+              help="With --per-op: also write each op's time as Model Explorer node data.")
 def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch, seed, runtime_python,
-          json_path, plot_path):
+          json_path, plot_path, per_op=False, overlay_path=None):
     """Latency (p50/p90/p99), throughput, open time and peak memory per model x engine x threads.
 
     Each measurement runs in a fresh process, one after the other, so that medians are taken side
-    by side and memory peaks do not mix. See bench.py.
+    by side and memory peaks do not mix. See bench.py. --per-op: the time of each op instead.
     """
     from .bench import ENGINES, format_results, plot, run_bench
     from .fileio import check_writable, pyplot, save_json
+
+    if per_op or overlay_path:
+        _bench_per_op(models, engines, threads, seq, runs, rounds, warmup, texts_file, seed, json_path,
+                      plot_path, per_op, overlay_path)
+        return
 
     for path in (json_path, plot_path):
         if path:
@@ -421,6 +447,46 @@ def _warn_if_threads_exceed_cores(threads: list[int]) -> None:
     if cores and max(threads) > cores:
         click.echo(f"warning: --threads {max(threads)} is more than the {cores} core(s) this process can use: "
                    "the threads will wait on each other (often many times slower)", err=True)
+
+
+def _bench_per_op(models, engines, threads, seq, runs, rounds, warmup, texts_file, seed, json_path, plot_path,
+                  per_op, overlay_path):
+    """bench --per-op: the median time of each op of the NumPy interpreter (bench.per_op_times)."""
+    from .bench import LITERT_PER_OP_NOTE, format_per_op, per_op_times
+    from .fileio import check_writable, save_json
+    from .inputs import InputMaker
+    from .interpreter import Interpreter
+
+    if not per_op:
+        raise InputError("--overlay goes with --per-op")
+    if len(models) > 1 or engines or threads or rounds != 1 or plot_path or seq:
+        raise InputError("--per-op times one model in the NumPy interpreter: -m once; --engine, --threads, "
+                         "--rounds, --seq and --plot do not apply")
+    if json_path:
+        check_writable(json_path)
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, models[0] if models else str(default_model_path()), texts_file)
+    model = _load(models[0] if models else None)
+    interp = Interpreter(model)
+    maker = InputMaker(model)
+    rng = np.random.default_rng(seed)
+    made = [maker.from_text(t) for t in read_texts(texts_file, runs)] if texts_file else \
+        [maker.random(rng) for _ in range(min(runs, 16))]
+    seconds = per_op_times(interp, [m.arrays for m in made], runs=runs, warmup=warmup)
+    click.echo(f"{model.path}: {len(model.operators)} ops, {runs} runs after {warmup} warm-up,"
+               f" {len(made)} inputs ({'texts' if texts_file else 'random'})")
+    click.echo(format_per_op(model, seconds))
+    if json_path:
+        save_json(json_path, {"model": model.path, "runs": runs, "warmup": warmup, "engine": "numpy-trace",
+                              "litert": LITERT_PER_OP_NOTE,
+                              "ops": [{"op": i, "opcode": model.operators[i].opcode, "median_us": t * 1e6}
+                                      for i, t in sorted(seconds.items())]})
+    if overlay_path:
+        from .overlay import timing_overlay, write
+        write(overlay_path, timing_overlay(model, {i: t * 1e6 for i, t in seconds.items()},
+                                           f"NumPy interpreter time per op (us, median of {runs} runs)"))
+        click.echo(f"overlay: {overlay_path}")
 
 
 # -- explain, lint, layer-error (teaching and diagnosis) ------------------------------------------
@@ -507,7 +573,9 @@ def diff_runtimes_command(model_path, text, ids_text, seed, runtimes):
 @input_set_options(default_random=10)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @numerics_option()
-def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path, numerics):
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False),
+              help="Also write the findings (by severity) per op as Model Explorer node data (see 'npmobilebert view').")
+def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_path, numerics, overlay_path=None):
     """Quantization health checks: saturation, collapsed softmax, few levels, weight zero points,
     per-channel scale spread, accumulator headroom. Exit 0 when clean, 1 on findings."""
     from .fileio import check_writable, save_json
@@ -517,6 +585,9 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
 
     if json_path:
         check_writable(json_path)
+    if overlay_path:
+        from .overlay import check_path
+        check_path(overlay_path, model_path or str(default_model_path()), texts_file)
     model = _load(model_path)
     interp = Interpreter(model, numerics=numerics)
     sets = _input_sets(InputMaker(model), texts, ids_list, texts_file, limit, n_random, seed,
@@ -526,6 +597,11 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
     report = lint_json(model, linter, len(sets))
     if json_path:
         save_json(json_path, report)
+    if overlay_path:
+        from .overlay import lint_overlay, write
+        write(overlay_path, lint_overlay(model, linter.findings() if linter.stats
+                                         else [f for v in linter.static.values() for f in v]))
+        click.echo(f"overlay: {overlay_path}")
     sys.exit(1 if report["findings"] else 0)
 
 
@@ -540,8 +616,12 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Also draw SQNR and cosine per op to this PNG (needs the [plot] extra: matplotlib).")
 @numerics_option()
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False),
+              help="Also write the SQNR (dB) per op as Model Explorer node data (see 'npmobilebert view').")
+@click.option("--overlay-cosine", "overlay_cosine_path", type=click.Path(dir_okay=False),
+              help="Also write the cosine similarity per op as Model Explorer node data.")
 def layer_error_command(model_path, float_path, texts, texts_file, limit, n_random, seed, all_tensors,
-                        json_path, plot_path, numerics):
+                        json_path, plot_path, numerics, overlay_path=None, overlay_cosine_path=None):
     """Per-layer error of a quantized model against a float model of the same network: SQNR,
     cosine similarity, max and mean |error| per matched tensor."""
     from .fileio import check_writable, pyplot, save_json
@@ -553,6 +633,12 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     for path in (json_path, plot_path):
         if path:
             check_writable(path)
+    for path in (overlay_path, overlay_cosine_path):
+        if path:
+            from .overlay import check_path
+            check_path(path, model_path or str(default_model_path()), float_path, texts_file)
+    if overlay_path and overlay_cosine_path and os.path.abspath(overlay_path) == os.path.abspath(overlay_cosine_path):
+        raise InputError("--overlay and --overlay-cosine name the same file")
     if plot_path:
         pyplot()
     quant, floating = _load(model_path), load_model(float_path)
@@ -574,6 +660,57 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
     if plot_path:
         plot_report(report, plot_path)
         click.echo(f"plot: {plot_path}")
+    if overlay_path or overlay_cosine_path:
+        from .overlay import layer_error_overlays, write
+        for path, data in zip((overlay_path, overlay_cosine_path), layer_error_overlays(quant, report)):
+            if path:
+                write(path, data)
+                click.echo(f"overlay: {path}")
+
+
+# -- view: Model Explorer --------------------------------------------------------------------------
+
+@main.command()
+@model_option
+@click.option("--overlay", "overlays", multiple=True, type=click.Path(dir_okay=False),
+              help="A node-data file written by --overlay of verify, layer-error, lint or bench (repeatable).")
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port of the server (8080: the first free one from 8080 on, as Model Explorer does).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser: print the URL to open.")
+def view(model_path, overlays, host, port, no_browser):
+    """Open the model in Google's Model Explorer with these overlays (the [view] extra).
+
+    The server runs until Ctrl+C. Without --no-browser, a browser opens where there is a display;
+    otherwise the URL to open is printed.
+    """
+    from .overlay import validate
+
+    try:
+        import model_explorer
+    except ImportError:
+        raise InputError("Model Explorer is not installed: pip install 'npmobilebert[view]'"
+                         " (or pip install ai-edge-model-explorer)") from None
+    path = str(model_path) if model_path else str(default_model_path())
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such model file")
+    _load(path)                                  # a bad model is one line here, not in the web app
+    for f in overlays:
+        validate(f)
+    if port != 8080:                             # 8080: Model Explorer looks for a free port itself
+        import socket
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                raise InputError(f"port {port} on {host} is in use: choose another --port")
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                          or os.environ.get("WAYLAND_DISPLAY"))
+    if no_browser or headless:
+        click.echo("open the URL printed below in a browser (or on another machine: ssh -L PORT:localhost:PORT)")
+    config = model_explorer.config().add_model_from_path(path)
+    for f in overlays:
+        config.add_node_data_from_path(f)
+    model_explorer.visualize_from_config(config, host=host, port=port,
+                                         no_open_in_browser=no_browser or headless)
 
 
 # -- eval, classify (the tweet polarity application) ----------------------------------------------
