@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import InputError, NpMobileBertError
+from .errors import InputError, NpMobileBertError, escape_text
 
 DEFAULT_MODEL_NAME = "mobilebert_int8.tflite"
 
@@ -26,6 +26,16 @@ def default_model_path() -> Path:
         if path.exists():
             return path
     raise InputError(f"no default model found (looked for models/{DEFAULT_MODEL_NAME}); pass -m MODEL")
+
+
+def _model_file(model_path: str | None) -> str | None:
+    """The model file a command reads (for the check that no output replaces it)."""
+    if model_path:
+        return str(model_path)
+    try:
+        return str(default_model_path())
+    except InputError:
+        return None
 
 
 def _load(model_path: str | None):
@@ -150,6 +160,7 @@ def info(model_path, as_json):
 @numerics_option()
 def run(model_path, text, ids_text, trace_level, save_path, numerics):
     """Run the NumPy interpreter on one tweet (or token ids) and print the result."""
+    from .dump import unique_keys
     from .fileio import check_writable, save_npz
     from .inputs import InputMaker, model_labels
     from .interpreter import Interpreter
@@ -158,7 +169,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     if (text is None) == (ids_text is None):
         raise InputError("give either TEXT or --ids")
     if save_path:
-        check_writable(save_path)   # now, not after the run
+        check_writable(save_path, [_model_file(model_path)])   # now, not after the run
     model = _load(model_path)
     interp = Interpreter(model, numerics=numerics)   # checks the graph and sizes before any input
     maker = InputMaker(model)
@@ -168,19 +179,20 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     observer = make_tracer(trace_level, click.echo) if trace_level else None
     values = interp.run_all(made.arrays, observer=observer)
     if save_path:
-        arrays = {model.tensors[i].name: v for i, v in values.items()}
+        keys = unique_keys(model, values)   # tensors may share a name: each is saved, as dump does
+        arrays = {keys[i]: v for i, v in values.items()}
         save_npz(save_path, arrays)
         click.echo(f"saved {len(arrays)} tensors to {save_path}")
     labels = model_labels(model)
     for i in model.outputs:
         out = values[i]
-        click.echo(f"output {model.tensors[i].name}: {np.array2string(out, precision=4)}")
+        click.echo(f"output {escape_text(model.tensors[i].name)}: {np.array2string(out, precision=4)}")
         if labels and out.ndim and out.shape[-1] == len(labels) and np.issubdtype(out.dtype, np.floating):
             z = out.reshape(-1).astype(np.float64)
             probs = np.exp(z - z.max())
             probs /= probs.sum()
-            click.echo("label: " + labels[int(np.argmax(probs))] + "  (" + ", ".join(
-                f"{name} {p:.3f}" for name, p in zip(labels, probs)) + ")")
+            click.echo("label: " + escape_text(labels[int(np.argmax(probs))]) + "  (" + ", ".join(
+                f"{escape_text(name)} {p:.3f}" for name, p in zip(labels, probs)) + ")")
 
 
 @main.command()
@@ -219,7 +231,8 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
                      given=[n_random is not None, texts, ids_list, texts_file, runtime != "litert",
                             runtime_python])
     if json_path:
-        check_writable(json_path)   # now, not after the comparison
+        # now, not after the comparison
+        check_writable(json_path, [_model_file(model_path), texts_file])
     if against == "tflm" and runtime != "litert":
         raise InputError("--against tflm runs TensorFlow Lite Micro: --runtime does not apply")
     model = _load(model_path)
@@ -263,7 +276,7 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given):
         raise InputError("--against RUN.npz recomputes the dump's own inputs: --random, --text, --ids, "
                          "--file and --runtime do not apply")
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [_model_file(model_path), dump_path])
     model = _load(model_path)
     report = verify_dump(model, dump_path, numerics=numerics)
     click.echo(format_report(report, model))
@@ -295,7 +308,7 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
     from .fileio import check_writable
     from .inputs import InputMaker
 
-    check_writable(out_path)
+    check_writable(out_path, [_model_file(model_path)])
     model = _load(model_path)
     maker = InputMaker(model)
     inputs = [maker.from_text(t).arrays for t in texts]
@@ -356,7 +369,7 @@ def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch
 
     for path in (json_path, plot_path):
         if path:
-            check_writable(path)
+            check_writable(path, [*(models or [_model_file(None)]), texts_file])
     if plot_path:
         pyplot()                        # before minutes of measuring, not after them
     engines = list(engines) or ["litert", "litert-ref", "numpy"]
@@ -473,7 +486,7 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
     from .lint import format_lint, lint_json, lint_model
 
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [_model_file(model_path), texts_file])
     model = _load(model_path)
     interp = Interpreter(model, numerics=numerics)
     sets = _input_sets(InputMaker(model), texts, ids_list, texts_file, limit, n_random, seed,
@@ -509,7 +522,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
 
     for path in (json_path, plot_path):
         if path:
-            check_writable(path)
+            check_writable(path, [_model_file(model_path), float_path, texts_file])
     if plot_path:
         pyplot()
     quant, floating = _load(model_path), load_model(float_path)
@@ -561,11 +574,11 @@ def eval_command(models, data, engine, json_path, limit, processes):
     from .metrics import format_reports
 
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [*(models or [_model_file(None)]), data])
     if not os.path.isfile(data):
         raise InputError(f"{data}: no such file")
     for m in models:
-        if not os.path.isfile(m):
+        if not os.path.exists(m):       # anything else that is not a model: load_model says what
             raise InputError(f"{m}: no such model file")
     rows = read_labelled_tsv(data, limit)
     paths = [str(m) for m in models] or [str(default_model_path())]
@@ -612,7 +625,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
         if not t.strip():
             raise InputError(f"text {k + 1} is empty")
     path = str(model_path) if model_path else str(default_model_path())
-    if not os.path.isfile(path):
+    if not os.path.exists(path):        # anything else that is not a model: load_model says what
         raise InputError(f"{path}: no such model file")
     check_classifier(path)
     with click.progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
@@ -628,7 +641,8 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     for r in results:
         shown = " ".join(r["text"].split())
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        click.echo(f"{r['label']:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+        click.echo(f"{escape_text(r['label']):<9} (" + ", ".join(f"{escape_text(k)} {v:.3f}"
+                                                                 for k, v in r["probabilities"].items())
                    + f")  {shown}")
     if preds.truncated:
         click.echo(f"warning: {preds.truncated} text(s) truncated to the model's sequence length", err=True)
@@ -659,20 +673,21 @@ def entry():
             e.show()                    # `npmobilebert` alone: the help
         else:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            click.echo(f"error: {escape_text(e.format_message())}{hint}", err=True)
         sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"Error: {escape_text(e.format_message())}", err=True)
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except (NpMobileBertError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
+        # escape_text: the last-resort guard; an OSError quotes a file name, which may hold anything
+        click.echo(f"error: {escape_text(e)}", err=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the last resort: a bug, still one line
         # Bad input is reported above; anything else is a bug in npmobilebert.  It is one line
         # too (with exit status 3, to tell it apart); NPMOBILEBERT_TRACEBACK=1 shows the traceback.
         if os.environ.get("NPMOBILEBERT_TRACEBACK"):
             raise
-        detail = " ".join(str(e).split())
+        detail = escape_text(" ".join(str(e).split()))
         click.echo(f"error: internal error, please report it: {type(e).__name__}: {detail}", err=True)
         sys.exit(3)
 

@@ -64,7 +64,13 @@ def tensor_keys(model) -> dict[int, str]:
 
     The key is the tensor's name; a name shared by several tensors gets ``#<index>`` appended."""
     order = list(model.inputs) + [i for op in model.operators for i in op.outputs if i >= 0]
-    order = list(dict.fromkeys(order))
+    return unique_keys(model, order)
+
+
+def unique_keys(model, indices: Iterable[int]) -> dict[int, str]:
+    """Tensor index -> a key naming it alone among ``indices``: its name, with ``#<index>``
+    appended when several of them share it (or it is empty, or it is the metadata's key)."""
+    order = list(dict.fromkeys(indices))
     counts: dict[str, int] = {}
     for i in order:
         counts[model.tensors[i].name] = counts.get(model.tensors[i].name, 0) + 1

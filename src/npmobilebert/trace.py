@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import escape_text
 from .kernels import PreparedOp
 from .kernels.base import dtype_limits
 from .lint import Linter
@@ -74,7 +75,7 @@ def make_tracer(level: int, write: Callable[[str], None]):
         marker = ("  ! " + "; ".join(dict.fromkeys(f.short for f in flags))) if flags else ""
         for tensor, out in zip(step.ctx.outputs, outputs):
             stats = f" min {out.min():.6g} max {out.max():.6g}" if out.size else ""
-            write(f"{op.index:4d} {op.opcode:<16} {tensor.name[:60]:<60} "
+            write(f"{op.index:4d} {op.opcode:<16} {escape_text(tensor.name)[:60]:<60} "
                   f"{str(list(out.shape)):<16} {tensor.type_name:<8} {_quant_text(tensor)}"
                   f"{stats}{_clamp_count(step, out)}{marker}")
         if level >= 2:
@@ -87,9 +88,9 @@ def make_tracer(level: int, write: Callable[[str], None]):
                 if tensor is None:
                     continue
                 kind = "const" if tensor.data is not None else "input"
-                write(f"       in{k} {kind} {tensor.name[:50]} {list(tensor.shape)} {tensor.type_name}"
+                write(f"       in{k} {kind} {escape_text(tensor.name)[:50]} {list(tensor.shape)} {tensor.type_name}"
                       f" {_quant_text(tensor)}: {_sample(value)}")
             for tensor, value in zip(step.ctx.outputs, outputs):
-                write(f"       out {tensor.name[:50]}: {_sample(value)}")
+                write(f"       out {escape_text(tensor.name)[:50]}: {_sample(value)}")
 
     return observe

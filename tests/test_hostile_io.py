@@ -1,0 +1,249 @@
+"""Hostile input around the model rather than inside it: outputs that would replace an input,
+files that are not files, names that would fake lines, worker pools that lose a worker,
+texts built to exhaust memory, and the Python API given what a user would pass.
+
+Every command is run as a user runs it (a subprocess of the console entry) and must end with
+one line on stderr and a non-zero exit -- never a hang, a signal death or a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_bad_input import RAW, TINY, edited, schema
+
+from npmobilebert.errors import InputError, ModelFormatError, escape_text
+from npmobilebert.model import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def cli(*args, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, "-m", "npmobilebert.cli", *map(str, args)], capture_output=True,
+                          timeout=timeout, env=ENV, **kwargs)
+
+
+def one_line_error(r, pattern: str, code: int = 2) -> str:
+    err = r.stderr.decode()
+    assert r.returncode == code, (r.returncode, err)
+    assert not any(line.startswith("Traceback") for line in err.splitlines())
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def labelled_tsv(path: Path, n: int) -> Path:
+    words = ["great service", "awful delay", "the bus came", "love it", "hate this"]
+    path.write_text("label\ttext\n" + "".join(f"{['positive', 'negative', 'neutral'][k % 3]}\t"
+                                             f"{words[k % 5]} {k}\n" for k in range(n)), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs: never an input, mode kept, long names, no parts left behind, no tensor dropped
+# --------------------------------------------------------------------------------------------
+
+
+def _output_is_input_cases(tmp_path: Path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(RAW)
+    data = labelled_tsv(tmp_path / "data.tsv", 4)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("good\nbad\n", encoding="utf-8")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(model)
+    hard = tmp_path / "hard.tflite"
+    os.link(model, hard)
+    return [
+        (["run", "-m", model, "--ids", "101 7 102", "--save", model], model),
+        (["run", "-m", link, "--ids", "101 7 102", "--save", hard], model),   # the same inode by other names
+        (["dump", "-m", model, "--random", "1", "--out", model], model),
+        (["verify", "-m", model, "--random", "1", "--json", model], model),
+        (["verify", "-m", model, "--file", texts, "--json", texts], texts),
+        (["lint", "-m", model, "--random", "1", "--json", model], model),
+        (["eval", "-m", model, data, "--json", data], data),
+        (["layer-error", "-m", model, "--float", model, "--random", "1", "--plot", model], model),
+    ]
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path):
+    for args, victim in _output_is_input_cases(tmp_path):
+        before = digest(victim)
+        r = cli(*args)
+        one_line_error(r, r"it is an input of this command")
+        assert digest(victim) == before, args
+        assert r.stdout == b"", args          # refused before the run printed anything
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    from npmobilebert.fileio import save_json
+
+    private = tmp_path / "private.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    save_json(private, {"a": 1})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    r = cli("run", "-m", TINY, "--ids", "101 7 102", "--save", private)
+    assert r.returncode == 0, r.stderr.decode()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert sorted(np.load(private).files)      # really replaced by the .npz
+
+
+def test_the_longest_legal_file_name_is_written(tmp_path):
+    name = "x" * 248 + ".npz"                   # 252 bytes: legal (NAME_MAX is 255)
+    r = cli("run", "-m", TINY, "--ids", "101 7 102", "--save", tmp_path / name)
+    assert r.returncode == 0, r.stderr.decode()
+    assert (tmp_path / name).is_file() and np.load(tmp_path / name).files
+    assert sorted(os.listdir(tmp_path)) == [name]
+    too_long = tmp_path / ("y" * 256)
+    one_line_error(cli("run", "-m", TINY, "--ids", "101 7 102", "--save", too_long),
+                   r"the file name is longer than 255 bytes")
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from npmobilebert.fileio import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)     # as the OOM killer would: no cleanup runs
+"""
+
+
+def test_a_killed_writer_leaves_a_part_that_the_next_write_removes(tmp_path):
+    from npmobilebert.fileio import save_json
+
+    out = tmp_path / ("r" * 200 + ".json")
+    r = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out)], env=ENV, capture_output=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL
+    parts = [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+    assert len(parts) == 1 and not out.exists()
+    # a stranger's file that merely looks like a part is not ours to delete
+    (tmp_path / "notes.part").write_text("mine")
+    save_json(tmp_path / "other.json", {})      # any later write to the directory
+    assert sorted(os.listdir(tmp_path)) == ["notes.part", "other.json"]
+
+
+def test_run_save_keeps_every_tensor_when_names_repeat(tmp_path):
+    from npmobilebert.interpreter import Interpreter
+    from npmobilebert.inputs import InputMaker
+
+    def same_names(m, sg):
+        for k, t in enumerate(sg.tensors):
+            if k not in sg.inputs:            # the inputs keep the names that give their roles
+                t.name = "x"
+
+    path = tmp_path / "same_names.tflite"
+    path.write_bytes(edited(same_names))
+    model = load_model(path)
+    values = Interpreter(model).run_all(InputMaker(model).from_ids([101, 7, 102]).arrays)
+    r = cli("run", "-m", path, "--ids", "101 7 102", "--save", tmp_path / "s.npz")
+    assert r.returncode == 0, r.stderr.decode()
+    with np.load(tmp_path / "s.npz") as saved:
+        assert len(saved.files) == len(values) > 4
+        inputs = set(model.inputs)
+        assert sorted(saved.files) == sorted(model.tensors[i].name if i in inputs else f"x#{i}" for i in values)
+        for i, value in values.items():
+            np.testing.assert_array_equal(saved[model.tensors[i].name if i in inputs else f"x#{i}"], value)
+
+
+# --------------------------------------------------------------------------------------------
+# Files that are not files, and files that change under the reader
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_a_model_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "model.tflite"
+        os.mkfifo(path)                   # opening it for reading would wait for a writer for ever
+    else:
+        path = {"directory": tmp_path, "device": Path("/dev/zero")}[kind]
+    with pytest.raises(ModelFormatError, match="not a regular file"):
+        load_model(path)
+    for command in (["info"], ["run", "--ids", "101 102"], ["classify", "good"]):
+        one_line_error(cli(*command, "-m", path, timeout=30), r"not a regular file|is a directory")
+
+
+_TRUNCATED_WHILE_RUNNING = """
+import os, sys
+import numpy as np
+from npmobilebert.model import load_model
+model = load_model(sys.argv[1])
+os.truncate(sys.argv[1], 0)                      # another process rewrites the model
+print(sum(int(np.asarray(t.data).view(np.uint8).sum()) for t in model.tensors if t.data is not None))
+"""
+
+
+def test_a_model_truncated_after_loading_does_not_kill_the_reader(tmp_path):
+    # larger than the pages a reader might map, so that every weight is read after the truncation
+    big = ROOT / "models" / "mobilebert_int8.tflite"
+    if not big.exists():
+        pytest.skip("the shipped model is not in this checkout")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(big.read_bytes())
+    expected = sum(int(np.asarray(t.data).view(np.uint8).sum()) for t in load_model(big).tensors
+                   if t.data is not None)
+    r = subprocess.run([sys.executable, "-c", _TRUNCATED_WHILE_RUNNING, str(path)], env=ENV,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr.decode()[-500:])    # -7 would be SIGBUS
+    assert int(r.stdout) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Names from the model are data: escaped in every message
+# --------------------------------------------------------------------------------------------
+
+INJECTED = "x\nTraceback (most recent call last):\n  injected\r\x1b[31mred\u2028"
+
+
+def test_escape_text_leaves_no_control_character():
+    escaped = escape_text(INJECTED)
+    assert escaped == "x\\nTraceback (most recent call last):\\n  injected\\r\\x1b[31mred\\u2028"
+    assert escaped.isprintable()
+    assert str(InputError(f"tensor '{INJECTED}'")) == f"tensor '{escaped}'"
+
+
+def test_names_with_newlines_do_not_split_error_lines(tmp_path):
+    def inject(m, sg):
+        sg.tensors[81].name = INJECTED
+        sg.operators.insert(0, sg.operators.pop(1))         # reads tensor 81 before it is written
+
+    path = tmp_path / "injected.tflite"
+    path.write_bytes(edited(inject))
+    line = one_line_error(cli("run", "-m", path, "--ids", "101 7 102"), r"reads tensor 81")
+    assert escape_text(INJECTED) in line
+
+
+def test_names_with_newlines_do_not_split_report_lines(tmp_path):
+    def inject(m, sg):
+        for t in sg.tensors:
+            t.name = INJECTED.encode() + t.name
+
+    path = tmp_path / "injected.tflite"
+    path.write_bytes(edited(inject))
+    for args in (["info"], ["run", "--ids", "101 7 102", "-t"]):
+        r = cli(*args, "-m", path)
+        assert r.returncode == 0, r.stderr.decode()
+        out = r.stdout.decode()
+        assert "\x1b" not in out and "\r" not in out and "\u2028" not in out
+        assert not any(line.startswith("Traceback") or line.startswith("  injected")
+                       for line in out.splitlines())
+        assert escape_text(INJECTED)[:40] in out
