@@ -247,3 +247,89 @@ def test_names_with_newlines_do_not_split_report_lines(tmp_path):
         assert not any(line.startswith("Traceback") or line.startswith("  injected")
                        for line in out.splitlines())
         assert escape_text(INJECTED)[:40] in out
+
+
+# --------------------------------------------------------------------------------------------
+# The eval / classify worker pool: a lost worker, a vanished model, Ctrl-C
+# --------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.update(int(k) for k in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return kids
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """Still running: a zombie is dead (reaping it is its new parent's job once ours has exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _start_pool_eval(tmp_path: Path, rows: int):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(RAW)
+    data = labelled_tsv(tmp_path / "data.tsv", rows)
+    proc = subprocess.Popen([sys.executable, "-m", "npmobilebert.cli", "eval", "-m", str(model), str(data),
+                             "--engine", "litert-ref", "--processes", "2"], env=ENV, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        workers = {k for k in _children(proc.pid) if "multiprocessing.spawn" in _cmdline(k)
+                   and "resource_tracker" not in _cmdline(k)}
+        time.sleep(0.05)
+    assert len(workers) == 2, "the pool did not start"
+    return proc, model, workers | _children(proc.pid)
+
+
+def _finish(proc, every_child: set[int]) -> tuple[int, list[str], str]:
+    out, err = proc.communicate(timeout=90)
+    deadline = time.monotonic() + 10
+    while any(_alive(k) for k in every_child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [(k, _cmdline(k)) for k in every_child if _alive(k)]
+    assert not left, f"processes left behind: {left}"
+    # the progress bar's label is the only other line a non-terminal stderr gets
+    lines = [line for line in err.decode().splitlines() if line.strip() and not line.startswith("eval m.tflite")]
+    return proc.returncode, lines, out.decode()
+
+
+@pytest.mark.parametrize("interruption", ["worker-killed", "sigint"])
+def test_a_pool_that_loses_a_worker_or_is_interrupted_stops_with_one_line(tmp_path, interruption):
+    proc, model, children = _start_pool_eval(tmp_path, 3000)
+    time.sleep(1.0)                                       # the workers are computing
+    if interruption == "worker-killed":
+        os.kill(min(k for k in children if "multiprocessing.spawn" in _cmdline(k)
+                    and "resource_tracker" not in _cmdline(k)), signal.SIGKILL)   # as the OOM killer does
+    else:
+        os.killpg(proc.pid, signal.SIGINT)                # Ctrl-C reaches the whole process group
+    code, lines, out = _finish(proc, children)
+    assert len(lines) == 1, lines                         # nothing from the workers
+    if interruption == "worker-killed":
+        assert code == 2 and re.match(r"error: a worker process .* ended abruptly", lines[0]), lines
+    else:
+        assert code == 130 and lines == ["aborted"], lines
+    assert "macro" not in out                             # no report of a partial run
+
+
+def test_a_pool_whose_model_vanishes_runs_the_model_it_read(tmp_path):
+    proc, model, children = _start_pool_eval(tmp_path, 400)
+    model.unlink()                                        # removed (or rewritten) while the workers start
+    code, lines, out = _finish(proc, children)
+    assert code == 0 and lines == [], lines
+    assert "400 rows" in out

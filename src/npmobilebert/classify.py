@@ -14,13 +14,15 @@ import csv
 import math
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NpMobileBertError
 from .fileio import first_bad_byte
+from .model import _read_file as read_model_file
 
 ENGINES = ("litert", "litert-ref", "numpy")
 _RESOLVER = {"litert": "default", "litert-ref": "ref"}
@@ -129,13 +131,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class _Engine:
-    """One model opened for one engine, in this process: texts -> logits."""
+    """One model opened for one engine, in this process: texts -> logits.
 
-    def __init__(self, model_path: str, engine: str):
+    Made from the bytes of the model file, read once by the parent: the workers run exactly the
+    model the parent checked, even when the file is removed or rewritten meanwhile."""
+
+    def __init__(self, content: bytes, model_path: str, engine: str):
+        import dataclasses
+
         from .inputs import InputMaker, model_labels
         from .model import load_model
 
-        self.model = load_model(model_path)
+        self.model = dataclasses.replace(load_model(content), path=model_path)
         self.labels = model_labels(self.model) or []
         self.pos, self.scale, self.zero_point = output_info(self.model)
         self.maker = InputMaker(self.model)
@@ -147,7 +154,7 @@ class _Engine:
             self._run = interp.run
         else:
             from .runtime import LiteRTRunner
-            runner = LiteRTRunner(model_path, resolver=_RESOLVER[engine], num_threads=1,
+            runner = LiteRTRunner(content, resolver=_RESOLVER[engine], num_threads=1,
                                   preserve_all_tensors=False)
             self._run = runner.run
 
@@ -164,17 +171,31 @@ class _Engine:
         return out
 
 
-# The worker processes' engine (one per process, made by _init_worker).
+# The worker processes' engine (one per process, made by _init_worker), or why it could not be made.
 _WORKER: _Engine | None = None
+_WORKER_ERROR: BaseException | None = None
 
 
-def _init_worker(model_path: str, engine: str) -> None:
-    global _WORKER
+def _init_worker(content: bytes, model_path: str, engine: str) -> None:
+    """Open the engine in a worker process. Workers never print: their stdout and stderr (LiteRT's
+    C++ logging included) go to /dev/null, and a failure to open the engine is kept and raised
+    by the first task, so that it reaches the parent as that task's exception (an initializer
+    that raises would log a traceback and break the pool without saying why)."""
+    global _WORKER, _WORKER_ERROR
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _WORKER = _Engine(model_path, engine)
+    try:
+        _WORKER = _Engine(content, model_path, engine)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which reports it
+        _WORKER_ERROR = e
 
 
 def _work(chunk: tuple[int, list[str]]) -> tuple[int, np.ndarray, int]:
+    if _WORKER is None:
+        raise _WORKER_ERROR if _WORKER_ERROR is not None else NpMobileBertError("the worker has no engine")
     start, texts = chunk
     before = _WORKER.truncated
     return start, _WORKER.logits(texts), _WORKER.truncated - before
@@ -206,7 +227,8 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     t0 = time.perf_counter()
-    local = _Engine(model_path, engine)   # checks the model before any worker starts
+    content = read_model_file(model_path)
+    local = _Engine(content, model_path, engine)   # checks the model before any worker starts
     if processes is None:
         processes = (os.cpu_count() or 1) if len(texts) >= POOL_MIN_TEXTS else 1
     processes = max(1, min(processes, math.ceil(len(texts) / CHUNK)))
@@ -218,20 +240,89 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
             if progress:
                 progress(len(chunk))
         return Predictions(local.labels, out, local.truncated, time.perf_counter() - t0, 1)
-    chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
     out = np.empty((len(texts), len(local.labels)), dtype=np.float64)
     truncated = 0
-    # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
-    ctx = multiprocessing.get_context("spawn")
-    with environment(SINGLE_THREADED_BLAS):                 # inherited by the workers it spawns
-        pool = ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine))
-    with pool:
-        for start, logits, trunc in pool.imap_unordered(_work, chunks):
+    with contextlib.closing(_pool_map(content, model_path, engine, processes, texts)) as results:
+        for start, logits, trunc in results:
             out[start:start + len(logits)] = logits
             truncated += trunc
             if progress:
                 progress(len(logits))
     return Predictions(local.labels, out, truncated, time.perf_counter() - t0, processes)
+
+
+def _pool_map(content: bytes, model_path: str, engine: str, processes: int, texts: Sequence[str]):
+    """(start, logits, truncated) of every chunk of texts, computed by a pool of worker processes.
+
+    A worker that dies (SIGKILL from the out-of-memory killer) or fails is an error of the
+    command, not a hang: concurrent.futures marks the pool broken and every pending chunk fails,
+    where multiprocessing.Pool would replace the worker and wait for the lost chunk for ever.
+    The workers are spawned with SIGINT blocked: Ctrl-C interrupts the parent alone, which
+    stops them; none prints a traceback of its own.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
+    # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
+    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(content, model_path, engine))
+    try:
+        # every worker is spawned by these submits, so with the SIGINT mask (inherited across
+        # fork and exec) and the environment (read when NumPy loads) of this block
+        with environment(SINGLE_THREADED_BLAS), _sigint_deferred():
+            futures = [executor.submit(_work, chunk) for chunk in chunks]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                yield future.result()
+    except BrokenProcessPool:
+        raise NpMobileBertError(f"a worker process of the {engine} engine ended abruptly (killed, "
+                                "e.g. by the out-of-memory killer): no result for some texts") from None
+    finally:
+        _stop(executor)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """SIGINT blocked in this thread, so that the processes it spawns start with it blocked (the
+    mask is inherited across fork and exec); and a Ctrl-C meanwhile deferred to the end of the
+    block: the kernel may deliver it to another thread, and Python would then raise
+    KeyboardInterrupt here anyway -- between a worker's start and its registration in the
+    pool, leaving a worker nobody stops."""
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:      # not the main thread: signals are the main thread's to handle
+        previous = None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            if received and callable(previous):
+                previous(signal.SIGINT, None)       # the default handler raises KeyboardInterrupt
+            elif received and previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def _stop(executor) -> None:
+    """End the pool now: pending chunks cancelled, running ones abandoned, workers terminated
+    and reaped (none is left behind, whether the pool finished, failed or was interrupted)."""
+    # the worker processes: concurrent.futures has no public handle on them before Python 3.14
+    workers = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 @contextlib.contextmanager
