@@ -333,3 +333,94 @@ def test_a_pool_whose_model_vanishes_runs_the_model_it_read(tmp_path):
     code, lines, out = _finish(proc, children)
     assert code == 0 and lines == [], lines
     assert "400 rows" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Text: long lines tokenized by prefix, TSVs as the csv module writes them, byte order marks
+# --------------------------------------------------------------------------------------------
+
+
+def _long_texts(vocab: list[str], n: int, seed: int) -> list[str]:
+    """Long texts of every kind a tokenizer splits differently: vocabulary words and their
+    pieces, punctuation runs, emoji, accents, CJK, words over WordPiece's 100 characters,
+    mentions, URLs, entities, spaces of every width."""
+    rng = np.random.default_rng(seed)
+    extras = ["!!!", "...", "😀😀", "café", "naïve", "東京", "@someone", "https://t.co/x?y=1", "&amp;",
+              "a" * 150, "\u3000", "\t", "  ", "x\u0301y", "ΑΣ", "don't", "#tag", "-", "'"]
+    words = [w for w in vocab if w and not w.startswith("[")]
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(int(rng.integers(20, 600))):
+            pool = extras if rng.random() < 0.2 else words
+            parts.append(pool[int(rng.integers(len(pool)))])
+            parts.append(" " if rng.random() < 0.8 else "")
+        texts.append("".join(parts))
+    return texts
+
+
+@pytest.mark.parametrize("seq_len", [16, 64])
+def test_long_texts_give_the_ids_of_the_whole_text_truncated(seq_len):
+    from npmobilebert.inputs import InputMaker
+    from npmobilebert.text import Tokenizer, normalize_tweet
+
+    vocab_text = bytes(InputMaker(load_model(RAW)).model.packed_files["vocab.txt"]).decode()
+    tok = Tokenizer(vocab_text, seq_len)
+    # words of over 100 characters are one [UNK] each, their prefixes several pieces: a prefix
+    # cut inside one must not be taken for the text
+    cut_words = [("x" * 101 + " ") * 200, ("x" * 101 + "!") * 200, "yes " * 3 + "é" * 5000 + " no" * 100]
+    for text in cut_words + _long_texts(vocab_text.splitlines(), 150, seed=seq_len):
+        whole = tok._tok.encode(normalize_tweet(text))          # the tokenizer on all of it
+        enc = tok.encode(text, warn=False)
+        n = int(enc.attention_mask.sum())
+        assert enc.input_ids[0, :n].tolist() == tok._truncate(list(whole.ids)), text
+        assert enc.tokens == tok._truncate(list(whole.tokens), "[SEP]")
+        assert enc.truncated == (len(whole.ids) > seq_len)
+
+
+_TEN_MEGABYTE_LINE = """
+import resource, sys
+from npmobilebert.inputs import InputMaker
+from npmobilebert.model import load_model
+maker = InputMaker(load_model(sys.argv[1]))
+made = maker.from_text(("great service, the bus was late again! " * 300_000)[:10_000_000])
+print(made.length, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_ten_megabyte_line_is_tokenized_in_bounded_memory():
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _TEN_MEGABYTE_LINE, str(TINY)], env=ENV,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    length, peak_mib = map(int, r.stdout.split())
+    assert length == 16
+    assert peak_mib < 400, peak_mib            # the whole line tokenized: 1.6 GB
+
+
+def test_tsv_as_csv_writer_writes_it_and_byte_order_marks(tmp_path):
+    import csv
+
+    from npmobilebert.classify import read_labelled_tsv
+    from npmobilebert.cli import read_texts
+
+    texts = ["great\tservice", 'he said "awful"\nand left', '"quoted" start', "plain"]
+    written = tmp_path / "written.tsv"
+    with open(written, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["id", "label", "text"])
+        writer.writerows([k, "positive", t] for k, t in enumerate(texts))
+    assert [r.text for r in read_labelled_tsv(str(written))] == texts
+    assert read_texts(str(written)) == texts
+    # plain TSVs (as tools/ write them) keep their quotes, closed or not
+    plain = tmp_path / "plain.tsv"
+    plain.write_text('label\ttext\npositive\t"great" service\nnegative\t"never closed\nneutral\tok "\n',
+                     encoding="utf-8")
+    assert [r.text for r in read_labelled_tsv(str(plain))] == ['"great" service', '"never closed', 'ok "']
+    assert [r.line for r in read_labelled_tsv(str(plain))] == [2, 3, 4]
+    bom = tmp_path / "bom.tsv"
+    bom.write_text("label\ttext\npositive\tgreat\n", encoding="utf-8-sig")
+    assert [(r.label, r.text) for r in read_labelled_tsv(str(bom))] == [("positive", "great")]
+    assert read_texts(str(bom)) == ["great"]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("great\nawful\n", encoding="utf-8-sig")
+    assert read_texts(str(lines)) == ["great", "awful"]

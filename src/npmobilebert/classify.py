@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import multiprocessing
 import os
@@ -42,41 +43,73 @@ class LabelledRow:
     text: str
 
 
+def read_tsv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the (line number, fields) of every non-blank row of a tab-separated file.
+
+    A file as ``csv.writer(f, delimiter="\\t")`` writes it -- a field holding a tab, a quote or a
+    line break is quoted, its quotes doubled -- is read as the csv module reads it. A file that
+    is not valid in that form (a text starting with a quote it never closes, ``"great" service``)
+    is read as plain lines split at tabs, as such files are written. A UTF-8 byte order mark
+    is not part of the header. Bytes that are not UTF-8 are an :class:`InputError`.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            content = f.read()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
+    records = _csv_records(content)
+    if records is None:
+        records = [(k, line.rstrip("\r").split("\t"))
+                   for k, line in enumerate(content.split("\n"), start=1)]
+    records = [(k, fields) for k, fields in records if any(field.strip() for field in fields)]
+    if not records:
+        return [], []
+    return records[0][1], records[1:]
+
+
+def _csv_records(content: str) -> list[tuple[int, list[str]]] | None:
+    """The records of ``content`` read as csv.writer writes a TSV, or None when it is not one
+    (quotes that do not follow its rules, rows with another number of fields than the header)."""
+    if '"' not in content:
+        return None                 # nothing quoted: plain lines say the same, faster
+    records = []
+    reader = csv.reader(io.StringIO(content), delimiter="\t", strict=True)
+    try:
+        line = 1
+        for fields in reader:
+            records.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error:
+        return None
+    widths = {len(fields) for _, fields in records if fields}
+    return records if len(widths) == 1 else None
+
+
 def read_labelled_tsv(path: str, limit: int | None = None) -> list[LabelledRow]:
     """Rows of a TSV whose header has at least ``label`` and ``text`` (other columns are ignored).
 
     Bad input -- a missing column, a row with too few fields, an empty label or text, bytes that
     are not UTF-8 -- is an :class:`InputError` naming the file and line.
     """
+    header, records = read_tsv(path)
+    missing = [c for c in ("label", "text") if c not in header]
+    if missing:
+        raise InputError(f"{path}: the header has no {' and no '.join(repr(c) for c in missing)} "
+                         f"column (a TSV with a header naming at least 'label' and 'text')")
+    li, ti = header.index("label"), header.index("text")
     rows: list[LabelledRow] = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            header = f.readline().rstrip("\r\n").split("\t")
-            missing = [c for c in ("label", "text") if c not in header]
-            if missing:
-                raise InputError(f"{path}: the header has no {' and no '.join(repr(c) for c in missing)} "
-                                 f"column (a TSV with a header naming at least 'label' and 'text')")
-            li, ti = header.index("label"), header.index("text")
-            for k, line in enumerate(f, start=2):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                if len(fields) < len(header):
-                    raise InputError(f"{path}, line {k}: {len(fields)} tab-separated fields, "
-                                     f"the header has {len(header)}")
-                label, text = fields[li].strip(), fields[ti]
-                if not label:
-                    raise InputError(f"{path}, line {k}: empty label")
-                if not text.strip():
-                    raise InputError(f"{path}, line {k}: empty text")
-                rows.append(LabelledRow(k, label, text))
-                if limit and len(rows) >= limit:
-                    break
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
-    except csv.Error as e:  # pragma: no cover - kept for symmetry with read_texts
-        raise InputError(f"{path}: not a readable TSV ({e})") from None
+    for k, fields in records:
+        if len(fields) < len(header):
+            raise InputError(f"{path}, line {k}: {len(fields)} tab-separated fields, "
+                             f"the header has {len(header)}")
+        label, text = fields[li].strip(), fields[ti]
+        if not label:
+            raise InputError(f"{path}, line {k}: empty label")
+        if not text.strip():
+            raise InputError(f"{path}, line {k}: empty text")
+        rows.append(LabelledRow(k, label, text))
+        if limit and len(rows) >= limit:
+            break
     if not rows:
         raise InputError(f"{path}: no labelled rows")
     return rows

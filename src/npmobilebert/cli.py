@@ -49,29 +49,33 @@ def read_texts(path: str, limit: int | None = None) -> list[str]:
     Blank texts are skipped (in a TSV, with a warning: its rows are counted); a file without
     any text is an error, not an empty list the caller would quietly replace with random inputs.
     """
-    import csv
     import warnings
 
-    from .fileio import first_bad_byte
+    from .classify import read_tsv
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-            f.seek(0)
-            if "\t" in first and "text" in first.rstrip("\n").split("\t"):
-                rows = [row["text"] or "" for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
-                texts = [t for t in rows if t.strip()]
-                if len(texts) < len(rows):
-                    warnings.warn(f"{path}: skipped {len(rows) - len(texts)} rows with an empty text")
-            else:
-                texts = [line.rstrip("\n") for line in f if line.strip()]
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
-    except csv.Error as e:
-        raise InputError(f"{path}: not a readable TSV ({e})") from None
+    header, records = read_tsv(path)
+    if "text" in header and len(header) > 1:
+        column = header.index("text")
+        rows = [fields[column] if column < len(fields) else "" for _, fields in records]
+        texts = [t for t in rows if t.strip()]
+        if len(texts) < len(rows):
+            warnings.warn(f"{path}: skipped {len(rows) - len(texts)} rows with an empty text")
+    else:
+        # one text a line: tabs and quotes are part of the text
+        texts = [line for line in _plain_lines(path) if line.strip()]
     if not texts:
         raise InputError(f"{path}: no texts in the file")
     return texts[:limit] if limit else texts
+
+
+def _plain_lines(path: str) -> list[str]:
+    from .fileio import first_bad_byte
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
 
 
 def _one_input(model, text, ids_text, seed):
