@@ -424,3 +424,37 @@ def test_tsv_as_csv_writer_writes_it_and_byte_order_marks(tmp_path):
     lines = tmp_path / "lines.txt"
     lines.write_text("great\nawful\n", encoding="utf-8-sig")
     assert read_texts(str(lines)) == ["great", "awful"]
+
+
+# --------------------------------------------------------------------------------------------
+# The Python API takes what a user would pass, or says clearly what it takes
+# --------------------------------------------------------------------------------------------
+
+
+def test_from_ids_takes_lists_and_arrays_of_integers_and_refuses_the_rest():
+    from npmobilebert.inputs import InputMaker
+
+    maker = InputMaker(load_model(TINY))
+    expected = maker.from_ids([101, 7, 102]).arrays
+    for ids in ((101, 7, 102), np.array([101, 7, 102]), np.array([101, 7, 102], dtype=np.uint16),
+                [np.int32(101), np.int64(7), 102]):
+        for a, b in zip(maker.from_ids(ids).arrays, expected):
+            np.testing.assert_array_equal(a, b)
+    for ids in ([101, 7.9, 102], np.array([101.0, 7.0, 102.0]), [101, True, 102], "101 7 102",
+                np.array([[101, 7, 102]]), 101, [101, None]):
+        with pytest.raises(TypeError, match="token ids must be"):
+            maker.from_ids(ids)
+
+
+def test_interpreter_takes_a_path_or_a_model():
+    from npmobilebert.interpreter import Interpreter
+    from npmobilebert.inputs import InputMaker
+
+    model = load_model(TINY)
+    arrays = InputMaker(model).from_ids([101, 7, 102]).arrays
+    expected = Interpreter(model).run(arrays)
+    for source in (TINY, str(TINY)):
+        for a, b in zip(Interpreter(source).run(arrays), expected):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"takes a Model \(load_model\) or a model file's path, not bytes"):
+        Interpreter(RAW)

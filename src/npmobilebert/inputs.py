@@ -116,10 +116,12 @@ class InputMaker:
             self._tokenizer = Tokenizer(vocab_text, self.seq_len)
         return self._tokenizer
 
-    def from_ids(self, ids: list[int]) -> BertInputs:
+    def from_ids(self, ids) -> BertInputs:
+        """Inputs from token ids: a sequence (list, tuple, 1-D array) of whole numbers."""
         if not self.is_bert:
             raise InputError("token ids need a model with input_ids (and attention_mask, token_type_ids) "
                              "inputs of one sequence length")
+        ids = _whole_numbers(ids)
         if not ids:
             raise InputError("no token ids given")
         if len(ids) > self.seq_len:
@@ -159,6 +161,25 @@ class InputMaker:
                 a.reshape(-1, self.seq_len)[0, :n] = 1
             arrays.append(a)
         return BertInputs(arrays, n)
+
+
+def _whole_numbers(ids) -> list[int]:
+    """``ids`` as a list of Python ints; a TypeError for anything but a flat sequence of integers
+    (7.9 or True silently becoming 7 or 1 would run another text than the one meant)."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+        raise TypeError(f"token ids must be a list or 1-D array of integers, not {type(ids).__name__}")
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise TypeError(f"token ids must be a 1-D array, not one of shape {list(ids.shape)}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"token ids must be integers, not {ids.dtype}")
+        return [int(i) for i in ids]
+    out = []
+    for i in ids:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"token ids must be integers, not {type(i).__name__} ({i!r})")
+        out.append(int(i))
+    return out
 
 
 def _random_array(spec: Tensor, rng: np.random.Generator) -> np.ndarray:
