@@ -458,3 +458,80 @@ def test_interpreter_takes_a_path_or_a_model():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match=r"takes a Model \(load_model\) or a model file's path, not bytes"):
         Interpreter(RAW)
+
+
+# --------------------------------------------------------------------------------------------
+# Declared sizes and types that NumPy or LiteRT cannot take: exit 2, never "internal error"
+# --------------------------------------------------------------------------------------------
+
+
+def _input_declared(shape, tensor_type=None):
+    def edit(m, sg):
+        t = sg.tensors[sg.inputs[0]]
+        t.shape, t.shapeSignature = shape, None
+        if tensor_type is not None:
+            t.type = tensor_type
+    return edit
+
+
+def _vocab_size(size):
+    def edit(m, sg):
+        import json
+
+        md = next(md for md in m.metadata if md.name in (b"npmobilebert", "npmobilebert"))
+        meta = json.loads(bytes(m.buffers[md.buffer].data).decode())
+        meta["vocab_size"] = size
+        m.buffers[md.buffer].data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return edit
+
+
+DECLARED_CASES = [
+    ("zero-byte-input-of-huge-dims", _input_declared([0, 2**31 - 1, 2**31 - 1, 2**31 - 1]),
+     r"declares shape \[0, 2147483647, 2147483647, 2147483647\] of INT32, over the limit"),
+    ("string-input", _input_declared([2**31 - 1, 2**31 - 1], schema.TensorType.STRING), r"over the limit|of type STRING"),
+    ("string-input-small", _input_declared([1, 16], schema.TensorType.STRING), r"is of type STRING"),
+    ("resource-input", _input_declared([1, 16], schema.TensorType.RESOURCE), r"is of type RESOURCE"),
+    ("vocab-size-2^40", _vocab_size(2**40), r"declares vocab_size 1099511627776"),
+]
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in DECLARED_CASES])
+def test_declared_sizes_and_types_that_cannot_be_made_are_bad_input(tmp_path, case_id):
+    _, edit, message = next(c for c in DECLARED_CASES if c[0] == case_id)
+    path = tmp_path / f"{case_id}.tflite"
+    path.write_bytes(edited(edit))
+    for args in (["verify", "--random", "1", "--against", "default"], ["dump", "--random", "1", "--out", tmp_path / "d.npz"]):
+        one_line_error(cli(args[0], "-m", path, *args[1:]), message)
+    assert not (tmp_path / "d.npz").exists()
+
+
+def _rewritten_dump(source: Path, target: Path, replace: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as out:
+        for name in original.namelist():
+            out.writestr(name, replace.get(name, original.read(name)))
+    return target
+
+
+def test_dumps_that_declare_what_they_do_not_hold_are_bad_input(tmp_path):
+    import io
+    import json
+
+    good = tmp_path / "good.npz"
+    assert cli("dump", "-m", TINY, "--random", "1", "--out", good).returncode == 0
+    with np.load(good) as z:
+        meta = json.loads(str(z["__meta__"][()]))
+    victim = next(k for k in meta["tensors"]) + ".npy"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
+    cases = [(_rewritten_dump(good, tmp_path / "huge.npz", {victim: header.getvalue() + bytes(16)}),
+              r"declares shape \[1099511627776\] of float32, 4,398,046,511,104 bytes, in an entry of \d+ bytes")]
+    for bad in ("x", 1.5, None, True):
+        changed = dict(meta, tensors=dict(meta["tensors"], **{next(iter(meta["tensors"])): bad}))
+        entry = io.BytesIO()
+        np.lib.format.write_array(entry, np.array(json.dumps(changed)))
+        cases.append((_rewritten_dump(good, tmp_path / f"index-{bad}.npz", {"__meta__.npy": entry.getvalue()}),
+                      r"'tensors' does not map names to tensor indices"))
+    for dump, message in cases:
+        one_line_error(cli("verify", "-m", TINY, "--against", dump), message)

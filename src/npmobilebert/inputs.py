@@ -8,15 +8,18 @@ model with those inputs; other models get random inputs by dtype.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError, ModelFormatError
+from .errors import InputError, ModelFormatError, UnsupportedOpError
 from .interpreter import MAX_TENSOR_BYTES
 from .model import Model, Tensor
 from .text import Tokenizer
 
+# Token ids are int32 tensors: a vocabulary cannot be larger than their range.
+_MAX_VOCAB_SIZE = 2**31 - 1
 ROLE_WORDS = {"ids": ("input_ids", "input_word_ids", "ids"),
               "mask": ("attention_mask", "input_mask", "mask"),
               "types": ("token_type_ids", "segment_ids", "input_type_ids", "type")}
@@ -66,10 +69,14 @@ class InputMaker:
         self.model = model
         self.specs = [model.tensors[i] for i in model.inputs]
         for t in self.specs:
-            # The inputs are allocated here, before any Interpreter checks sizes: same cap.
-            if t.nbytes > MAX_TENSOR_BYTES:
+            # The inputs are allocated here, before any Interpreter checks sizes: same cap. Every
+            # dimension counts, a zero one aside: NumPy refuses [0, 2^31-1, 2^31-1, 2^31-1] too.
+            if math.prod(int(d) for d in t.shape if d) * t.dtype.itemsize > MAX_TENSOR_BYTES:
                 raise ModelFormatError(f"input '{t.name}' declares shape {list(t.shape)} of {t.type_name}, "
                                        f"over the limit of {MAX_TENSOR_BYTES / (1 << 30):g} GiB per tensor")
+            if t.dtype.kind not in "biufc":
+                raise UnsupportedOpError(f"input '{t.name}' is of type {t.type_name}: inputs are made "
+                                         f"for numeric tensors only")
         self.roles = [input_role(t) for t in self.specs]
         ids_spec = self.specs[self.roles.index("ids")] if "ids" in self.roles else None
         self.seq_len = int(ids_spec.shape[-1]) if ids_spec is not None and ids_spec.shape else 0
@@ -85,6 +92,9 @@ class InputMaker:
         meta = model_metadata(self.model)
         size = meta.get("vocab_size")
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            if size > _MAX_VOCAB_SIZE:
+                raise ModelFormatError(f"the model's metadata declares vocab_size {size}: token ids "
+                                       f"are int32, at most {_MAX_VOCAB_SIZE}")
             return size
         vocab = self.model.packed_files.get("vocab.txt")
         if vocab is not None:
