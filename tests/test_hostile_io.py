@@ -239,7 +239,7 @@ def test_names_with_newlines_do_not_split_report_lines(tmp_path):
 
     path = tmp_path / "injected.tflite"
     path.write_bytes(edited(inject))
-    for args in (["info"], ["run", "--ids", "101 7 102", "-t"]):
+    for args in (["info"], ["run", "--ids", "101 7 102", "-t"], ["explain", "--op", "3", "--ids", "101 7 102"]):
         r = cli(*args, "-m", path)
         assert r.returncode == 0, r.stderr.decode()
         out = r.stdout.decode()
@@ -535,3 +535,29 @@ def test_dumps_that_declare_what_they_do_not_hold_are_bad_input(tmp_path):
                       r"'tensors' does not map names to tensor indices"))
     for dump, message in cases:
         one_line_error(cli("verify", "-m", TINY, "--against", dump), message)
+
+
+def test_label_names_with_newlines_do_not_split_report_lines(tmp_path):
+    import json
+
+    labels = ["negative" + INJECTED, "neutral", "positive"]
+
+    def inject(m, sg):
+        md = next(md for md in m.metadata if md.name in (b"npmobilebert", "npmobilebert"))
+        meta = json.loads(bytes(m.buffers[md.buffer].data).decode())
+        meta["labels"] = labels
+        m.buffers[md.buffer].data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+    path = tmp_path / "labels.tflite"
+    path.write_bytes(edited(inject) + RAW[RAW.find(b"PK\x03\x04"):])   # the packed vocab.txt kept
+    data = tmp_path / "data.tsv"
+    data.write_text("label\ttext\nneutral\tok\npositive\tfine\n", encoding="utf-8")
+    r = cli("eval", "-m", path, data, "--engine", "numpy")
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode()
+    assert escape_text(labels[0]) in out
+    assert not any(line.startswith(("Traceback", "  injected")) for line in out.splitlines())
+    assert "\x1b" not in out and "\r" not in out and "\u2028" not in out
+    # a gold label the model does not have: the error names the model's labels, on one line
+    data.write_text("label\ttext\nmixed\tok\n", encoding="utf-8")
+    one_line_error(cli("eval", "-m", path, data, "--engine", "numpy"), r"label 'mixed' is not one of")
