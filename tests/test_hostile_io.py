@@ -83,6 +83,7 @@ def _output_is_input_cases(tmp_path: Path):
     ]
 
 
+@pytest.mark.slow
 def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path):
     for args, victim in _output_is_input_cases(tmp_path):
         before = digest(victim)
@@ -309,6 +310,7 @@ def _finish(proc, every_child: set[int]) -> tuple[int, list[str], str]:
     return proc.returncode, lines, out.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interruption", ["worker-killed", "sigint"])
 def test_a_pool_that_loses_a_worker_or_is_interrupted_stops_with_one_line(tmp_path, interruption):
     proc, model, children = _start_pool_eval(tmp_path, 3000)
@@ -327,6 +329,7 @@ def test_a_pool_that_loses_a_worker_or_is_interrupted_stops_with_one_line(tmp_pa
     assert "macro" not in out                             # no report of a partial run
 
 
+@pytest.mark.slow
 def test_a_pool_whose_model_vanishes_runs_the_model_it_read(tmp_path):
     proc, model, children = _start_pool_eval(tmp_path, 400)
     model.unlink()                                        # removed (or rewritten) while the workers start
@@ -527,14 +530,20 @@ def test_dumps_that_declare_what_they_do_not_hold_are_bad_input(tmp_path):
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
     cases = [(_rewritten_dump(good, tmp_path / "huge.npz", {victim: header.getvalue() + bytes(16)}),
               r"declares shape \[1099511627776\] of float32, 4,398,046,511,104 bytes, in an entry of \d+ bytes")]
+    indices = []
     for bad in ("x", 1.5, None, True):
         changed = dict(meta, tensors=dict(meta["tensors"], **{next(iter(meta["tensors"])): bad}))
         entry = io.BytesIO()
         np.lib.format.write_array(entry, np.array(json.dumps(changed)))
-        cases.append((_rewritten_dump(good, tmp_path / f"index-{bad}.npz", {"__meta__.npy": entry.getvalue()}),
-                      r"'tensors' does not map names to tensor indices"))
+        indices.append(_rewritten_dump(good, tmp_path / f"index-{bad}.npz", {"__meta__.npy": entry.getvalue()}))
+    cases.append((indices[0], r"'tensors' does not map names to tensor indices"))
     for dump, message in cases:
         one_line_error(cli("verify", "-m", TINY, "--against", dump), message)
+    from npmobilebert.dump import verify_dump
+
+    for dump in indices[1:]:
+        with pytest.raises(InputError, match=r"'tensors' does not map names to tensor indices"):
+            verify_dump(load_model(TINY), str(dump))
 
 
 def test_label_names_with_newlines_do_not_split_report_lines(tmp_path):
@@ -561,3 +570,17 @@ def test_label_names_with_newlines_do_not_split_report_lines(tmp_path):
     # a gold label the model does not have: the error names the model's labels, on one line
     data.write_text("label\ttext\nmixed\tok\n", encoding="utf-8")
     one_line_error(cli("eval", "-m", path, data, "--engine", "numpy"), r"label 'mixed' is not one of")
+
+
+def test_check_writable_refuses_an_input_by_any_name(tmp_path):
+    from npmobilebert.fileio import check_writable
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(model)
+    os.link(model, tmp_path / "hard")
+    for output in (model, tmp_path / "link", tmp_path / "hard", tmp_path / "." / "m.tflite"):
+        with pytest.raises(InputError, match="it is an input of this command"):
+            check_writable(output, [None, str(tmp_path / "link")])
+    check_writable(tmp_path / "new.npz", [model])         # a new file is no input
+    check_writable(tmp_path / "other", [model, None])
