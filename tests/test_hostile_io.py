@@ -311,16 +311,21 @@ def _finish(proc, every_child: set[int]) -> tuple[int, list[str], str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interruption", ["worker-killed", "sigint"])
+@pytest.mark.parametrize("interruption", ["worker-killed", "sigint", "parent-killed"])
 def test_a_pool_that_loses_a_worker_or_is_interrupted_stops_with_one_line(tmp_path, interruption):
     proc, model, children = _start_pool_eval(tmp_path, 3000)
     time.sleep(1.0)                                       # the workers are computing
     if interruption == "worker-killed":
         os.kill(min(k for k in children if "multiprocessing.spawn" in _cmdline(k)
                     and "resource_tracker" not in _cmdline(k)), signal.SIGKILL)   # as the OOM killer does
-    else:
+    elif interruption == "sigint":
         os.killpg(proc.pid, signal.SIGINT)                # Ctrl-C reaches the whole process group
+    else:
+        os.kill(proc.pid, signal.SIGKILL)                 # nothing of it can stop the workers
     code, lines, out = _finish(proc, children)
+    if interruption == "parent-killed":
+        assert code == -signal.SIGKILL and lines == [], lines
+        return
     assert len(lines) == 1, lines                         # nothing from the workers
     if interruption == "worker-killed":
         assert code == 2 and re.match(r"error: a worker process .* ended abruptly", lines[0]), lines

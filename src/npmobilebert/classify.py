@@ -16,6 +16,9 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -169,12 +172,14 @@ class _Engine:
     Made from the bytes of the model file, read once by the parent: the workers run exactly the
     model the parent checked, even when the file is removed or rewritten meanwhile."""
 
-    def __init__(self, content: bytes, model_path: str, engine: str):
+    def __init__(self, model_path: str, engine: str, content: bytes | None = None):
         import dataclasses
 
         from .inputs import InputMaker, model_labels
         from .model import load_model
 
+        if content is None:
+            content = read_model_file(model_path)
         self.model = dataclasses.replace(load_model(content), path=model_path)
         self.labels = model_labels(self.model) or []
         self.pos, self.scale, self.zero_point = output_info(self.model)
@@ -210,20 +215,24 @@ _WORKER_ERROR: BaseException | None = None
 
 
 def _init_worker(content: bytes, model_path: str, engine: str) -> None:
-    """Open the engine in a worker process. Workers never print: their stdout and stderr (LiteRT's
-    C++ logging included) go to /dev/null, and a failure to open the engine is kept and raised
-    by the first task, so that it reaches the parent as that task's exception (an initializer
-    that raises would log a traceback and break the pool without saying why)."""
+    """Open the engine in a worker process. A failure to open it is kept and raised by the first
+    task, so that it reaches the parent as that task's exception (an initializer that raises
+    would log a traceback and break the pool without saying why)."""
     global _WORKER, _WORKER_ERROR
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
-        _WORKER = _Engine(content, model_path, engine)
+        _WORKER = _Engine(model_path, engine, content)
     except Exception as e:  # noqa: BLE001 - handed to the parent, which reports it
         _WORKER_ERROR = e
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (killed by SIGKILL or SIGTERM, it could not stop
+    the pool): the workers share the task queue, so none would ever see it close."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _work(chunk: tuple[int, list[str]]) -> tuple[int, np.ndarray, int]:
@@ -255,13 +264,11 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
             progress: Callable[[int], None] | None = None) -> Predictions:
     """Logits of every text. ``processes``: worker processes, each with its own model and engine
     (default: one per core when there are at least POOL_MIN_TEXTS texts, else none)."""
-    import time
-
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     t0 = time.perf_counter()
     content = read_model_file(model_path)
-    local = _Engine(content, model_path, engine)   # checks the model before any worker starts
+    local = _Engine(model_path, engine, content)   # checks the model before any worker starts
     if processes is None:
         processes = (os.cpu_count() or 1) if len(texts) >= POOL_MIN_TEXTS else 1
     processes = max(1, min(processes, math.ceil(len(texts) / CHUNK)))
@@ -297,14 +304,20 @@ def _pool_map(content: bytes, model_path: str, engine: str, processes: int, text
     from concurrent.futures.process import BrokenProcessPool
 
     chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
-    # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
-    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(content, model_path, engine))
+    # Every process of the pool is started in this block (multiprocessing's resource tracker by
+    # the constructor, the workers by the submits), so with its SIGINT mask (inherited across
+    # fork and exec), environment (read when NumPy loads), stdout and stderr: they never print,
+    # from their start (a parent killed while a worker reads its start-up data would make it
+    # print a traceback, the tracker a warning) to LiteRT's C++ logging.
+    executor = None
     try:
-        # every worker is spawned by these submits, so with the SIGINT mask (inherited across
-        # fork and exec) and the environment (read when NumPy loads) of this block
-        with environment(SINGLE_THREADED_BLAS), _sigint_deferred():
-            futures = [executor.submit(_work, chunk) for chunk in chunks]
+        with environment(SINGLE_THREADED_BLAS), _output_to_devnull():
+            # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
+            executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_worker, initargs=(content, model_path, engine))
+            # after the constructor: starting the resource tracker unblocks SIGINT when done
+            with _sigint_deferred():
+                futures = [executor.submit(_work, chunk) for chunk in chunks]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -314,7 +327,27 @@ def _pool_map(content: bytes, model_path: str, engine: str, processes: int, text
         raise NpMobileBertError(f"a worker process of the {engine} engine ended abruptly (killed, "
                                 "e.g. by the out-of-memory killer): no result for some texts") from None
     finally:
-        _stop(executor)
+        if executor is not None:
+            _stop(executor)
+
+
+@contextlib.contextmanager
+def _output_to_devnull():
+    """File descriptors 1 and 2 on /dev/null for the block (the processes it starts inherit
+    them), then back where they were."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (devnull, *saved):
+            os.close(fd)
 
 
 @contextlib.contextmanager

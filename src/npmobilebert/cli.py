@@ -658,7 +658,7 @@ def _ids_of(maker, made) -> list[int]:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {escape_text(message)}", err=True)
 
 
 def entry():
