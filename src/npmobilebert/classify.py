@@ -335,19 +335,23 @@ def _pool_map(content: bytes, model_path: str, engine: str, processes: int, text
 def _output_to_devnull():
     """File descriptors 1 and 2 on /dev/null for the block (the processes it starts inherit
     them), then back where they were."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    saved = {}
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):      # a closed descriptor stays closed
+            saved[fd] = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+        for fd in saved:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (devnull, *saved):
-            os.close(fd)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
 
 
 @contextlib.contextmanager
