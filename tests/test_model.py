@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import mmap
 import random
 import struct
 import zipfile
@@ -27,7 +26,6 @@ import flatbuffers
 import numpy as np
 import pytest
 
-import npmobilebert.model as model_module
 from npmobilebert.errors import ModelFormatError, NpMobileBertError, TensorNotFoundError
 from npmobilebert.info import format_info, model_info
 from npmobilebert.model import Model, Quantization, Tensor, load_model
@@ -496,13 +494,11 @@ def test_unknown_tensor_lookup_raises_package_error() -> None:
         assert "\n" not in str(info.value) and not str(info.value).startswith("'")
 
 
-@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "path", "mmap"])
-def test_views_are_read_only_and_share_the_file_bytes(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "path"])
+def test_views_are_read_only_and_share_the_file_bytes(kind: str, tmp_path: Path) -> None:
     raw = build_model()
     owner: Any = None
-    if kind in ("path", "mmap"):
-        if kind == "mmap":  # memory-map even this small file
-            monkeypatch.setattr(model_module, "_MMAP_THRESHOLD", 0)
+    if kind == "path":
         (tmp_path / "m.tflite").write_bytes(raw)
         model = load_model(tmp_path / "m.tflite")
     else:
@@ -515,21 +511,8 @@ def test_views_are_read_only_and_share_the_file_bytes(kind: str, tmp_path: Path,
             data[...] = 0
         if owner is not None:
             assert np.shares_memory(data, np.frombuffer(owner, dtype=np.uint8))
-    if kind == "mmap":
-        base = model.tensor("weights").data
-        while isinstance(base, np.ndarray):
-            base = base.base
-        if isinstance(base, memoryview):  # np.frombuffer wraps the exporter in a memoryview
-            base = base.obj
-        assert isinstance(base, mmap.mmap)
     q = model.tensor("weights").quantization
     assert not q.scales.flags.writeable and not q.zero_points.flags.writeable
-
-
-def test_empty_file_with_mmap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_module, "_MMAP_THRESHOLD", 0)
-    (tmp_path / "empty.tflite").write_bytes(b"")
-    assert_format_error(tmp_path / "empty.tflite", "empty")
 
 
 def test_packed_files_are_read_from_the_appended_zip() -> None:

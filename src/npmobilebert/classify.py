@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NpMobileBertError
 from .fileio import first_bad_byte
 from .shipped import default_model_path
+from .model import _read_file as read_model_file
 
 ENGINES = ("litert", "litert-ref", "numpy")
 _RESOLVER = {"litert": "default", "litert-ref": "ref"}
@@ -41,41 +47,73 @@ class LabelledRow:
     text: str
 
 
+def read_tsv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the (line number, fields) of every non-blank row of a tab-separated file.
+
+    A file as ``csv.writer(f, delimiter="\\t")`` writes it -- a field holding a tab, a quote or a
+    line break is quoted, its quotes doubled -- is read as the csv module reads it. A file that
+    is not valid in that form (a text starting with a quote it never closes, ``"great" service``)
+    is read as plain lines split at tabs, as such files are written. A UTF-8 byte order mark
+    is not part of the header. Bytes that are not UTF-8 are an :class:`InputError`.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            content = f.read()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
+    records = _csv_records(content)
+    if records is None:
+        records = [(k, line.rstrip("\r").split("\t"))
+                   for k, line in enumerate(content.split("\n"), start=1)]
+    records = [(k, fields) for k, fields in records if any(field.strip() for field in fields)]
+    if not records:
+        return [], []
+    return records[0][1], records[1:]
+
+
+def _csv_records(content: str) -> list[tuple[int, list[str]]] | None:
+    """The records of ``content`` read as csv.writer writes a TSV, or None when it is not one
+    (quotes that do not follow its rules, rows with another number of fields than the header)."""
+    if '"' not in content:
+        return None                 # nothing quoted: plain lines say the same, faster
+    records = []
+    reader = csv.reader(io.StringIO(content), delimiter="\t", strict=True)
+    try:
+        line = 1
+        for fields in reader:
+            records.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error:
+        return None
+    widths = {len(fields) for _, fields in records if fields}
+    return records if len(widths) == 1 else None
+
+
 def read_labelled_tsv(path: str, limit: int | None = None) -> list[LabelledRow]:
     """Rows of a TSV whose header has at least ``label`` and ``text`` (other columns are ignored).
 
     Bad input -- a missing column, a row with too few fields, an empty label or text, bytes that
     are not UTF-8 -- is an :class:`InputError` naming the file and line.
     """
+    header, records = read_tsv(path)
+    missing = [c for c in ("label", "text") if c not in header]
+    if missing:
+        raise InputError(f"{path}: the header has no {' and no '.join(repr(c) for c in missing)} "
+                         f"column (a TSV with a header naming at least 'label' and 'text')")
+    li, ti = header.index("label"), header.index("text")
     rows: list[LabelledRow] = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            header = f.readline().rstrip("\r\n").split("\t")
-            missing = [c for c in ("label", "text") if c not in header]
-            if missing:
-                raise InputError(f"{path}: the header has no {' and no '.join(repr(c) for c in missing)} "
-                                 f"column (a TSV with a header naming at least 'label' and 'text')")
-            li, ti = header.index("label"), header.index("text")
-            for k, line in enumerate(f, start=2):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                if len(fields) < len(header):
-                    raise InputError(f"{path}, line {k}: {len(fields)} tab-separated fields, "
-                                     f"the header has {len(header)}")
-                label, text = fields[li].strip(), fields[ti]
-                if not label:
-                    raise InputError(f"{path}, line {k}: empty label")
-                if not text.strip():
-                    raise InputError(f"{path}, line {k}: empty text")
-                rows.append(LabelledRow(k, label, text))
-                if limit and len(rows) >= limit:
-                    break
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
-    except csv.Error as e:  # pragma: no cover - kept for symmetry with read_texts
-        raise InputError(f"{path}: not a readable TSV ({e})") from None
+    for k, fields in records:
+        if len(fields) < len(header):
+            raise InputError(f"{path}, line {k}: {len(fields)} tab-separated fields, "
+                             f"the header has {len(header)}")
+        label, text = fields[li].strip(), fields[ti]
+        if not label:
+            raise InputError(f"{path}, line {k}: empty label")
+        if not text.strip():
+            raise InputError(f"{path}, line {k}: empty text")
+        rows.append(LabelledRow(k, label, text))
+        if limit and len(rows) >= limit:
+            break
     if not rows:
         raise InputError(f"{path}: no labelled rows")
     return rows
@@ -130,13 +168,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class _Engine:
-    """One model opened for one engine, in this process: texts -> logits."""
+    """One model opened for one engine, in this process: texts -> logits.
 
-    def __init__(self, model_path: str, engine: str):
+    Made from the bytes of the model file, read once by the parent: the workers run exactly the
+    model the parent checked, even when the file is removed or rewritten meanwhile."""
+
+    def __init__(self, model_path: str, engine: str, content: bytes | None = None):
+        import dataclasses
+
         from .inputs import InputMaker, model_labels
         from .model import load_model
 
-        self.model = load_model(model_path)
+        if content is None:
+            content = read_model_file(model_path)
+        self.model = dataclasses.replace(load_model(content), path=model_path)
         self.labels = model_labels(self.model) or []
         self.pos, self.scale, self.zero_point = output_info(self.model)
         self.maker = InputMaker(self.model)
@@ -148,7 +193,7 @@ class _Engine:
             self._run = interp.run
         else:
             from .runtime import LiteRTRunner
-            runner = LiteRTRunner(model_path, resolver=_RESOLVER[engine], num_threads=1,
+            runner = LiteRTRunner(content, resolver=_RESOLVER[engine], num_threads=1,
                                   preserve_all_tensors=False)
             self._run = runner.run
 
@@ -165,17 +210,35 @@ class _Engine:
         return out
 
 
-# The worker processes' engine (one per process, made by _init_worker).
+# The worker processes' engine (one per process, made by _init_worker), or why it could not be made.
 _WORKER: _Engine | None = None
+_WORKER_ERROR: BaseException | None = None
 
 
-def _init_worker(model_path: str, engine: str) -> None:
-    global _WORKER
+def _init_worker(content: bytes, model_path: str, engine: str) -> None:
+    """Open the engine in a worker process. A failure to open it is kept and raised by the first
+    task, so that it reaches the parent as that task's exception (an initializer that raises
+    would log a traceback and break the pool without saying why)."""
+    global _WORKER, _WORKER_ERROR
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _WORKER = _Engine(model_path, engine)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        _WORKER = _Engine(model_path, engine, content)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which reports it
+        _WORKER_ERROR = e
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (killed by SIGKILL or SIGTERM, it could not stop
+    the pool): the workers share the task queue, so none would ever see it close."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _work(chunk: tuple[int, list[str]]) -> tuple[int, np.ndarray, int]:
+    if _WORKER is None:
+        raise _WORKER_ERROR if _WORKER_ERROR is not None else NpMobileBertError("the worker has no engine")
     start, texts = chunk
     before = _WORKER.truncated
     return start, _WORKER.logits(texts), _WORKER.truncated - before
@@ -202,12 +265,11 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
             progress: Callable[[int], None] | None = None) -> Predictions:
     """Logits of every text. ``processes``: worker processes, each with its own model and engine
     (default: one per core when there are at least POOL_MIN_TEXTS texts, else none)."""
-    import time
-
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     t0 = time.perf_counter()
-    local = _Engine(model_path, engine)   # checks the model before any worker starts
+    content = read_model_file(model_path)
+    local = _Engine(model_path, engine, content)   # checks the model before any worker starts
     if processes is None:
         processes = (os.cpu_count() or 1) if len(texts) >= POOL_MIN_TEXTS else 1
     processes = max(1, min(processes, math.ceil(len(texts) / CHUNK)))
@@ -219,20 +281,119 @@ def predict(model_path: str, texts: Sequence[str], engine: str = "litert", proce
             if progress:
                 progress(len(chunk))
         return Predictions(local.labels, out, local.truncated, time.perf_counter() - t0, 1)
-    chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
     out = np.empty((len(texts), len(local.labels)), dtype=np.float64)
     truncated = 0
-    # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
-    ctx = multiprocessing.get_context("spawn")
-    with environment(SINGLE_THREADED_BLAS):                 # inherited by the workers it spawns
-        pool = ctx.Pool(processes, initializer=_init_worker, initargs=(model_path, engine))
-    with pool:
-        for start, logits, trunc in pool.imap_unordered(_work, chunks):
+    with contextlib.closing(_pool_map(content, model_path, engine, processes, texts)) as results:
+        for start, logits, trunc in results:
             out[start:start + len(logits)] = logits
             truncated += trunc
             if progress:
                 progress(len(logits))
     return Predictions(local.labels, out, truncated, time.perf_counter() - t0, processes)
+
+
+def _pool_map(content: bytes, model_path: str, engine: str, processes: int, texts: Sequence[str]):
+    """(start, logits, truncated) of every chunk of texts, computed by a pool of worker processes.
+
+    A worker that dies (SIGKILL from the out-of-memory killer) or fails is an error of the
+    command, not a hang: concurrent.futures marks the pool broken and every pending chunk fails,
+    where multiprocessing.Pool would replace the worker and wait for the lost chunk for ever.
+    The workers are spawned with SIGINT blocked: Ctrl-C interrupts the parent alone, which
+    stops them; none prints a traceback of its own.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunks = [(start, list(texts[start:start + CHUNK])) for start in range(0, len(texts), CHUNK)]
+    # Every process of the pool is started in this block (multiprocessing's resource tracker by
+    # the constructor, the workers by the submits), so with its SIGINT mask (inherited across
+    # fork and exec), environment (read when NumPy loads), stdout and stderr: they never print,
+    # from their start (a parent killed while a worker reads its start-up data would make it
+    # print a traceback, the tracker a warning) to LiteRT's C++ logging.
+    executor = None
+    try:
+        with environment(SINGLE_THREADED_BLAS), _output_to_devnull():
+            # spawn, not fork: a forked LiteRT/XNNPACK or tokenizers thread pool is not safe.
+            executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_worker, initargs=(content, model_path, engine))
+            # after the constructor: starting the resource tracker unblocks SIGINT when done
+            with _sigint_deferred():
+                futures = [executor.submit(_work, chunk) for chunk in chunks]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                yield future.result()
+    except BrokenProcessPool:
+        raise NpMobileBertError(f"a worker process of the {engine} engine ended abruptly (killed, "
+                                "e.g. by the out-of-memory killer): no result for some texts") from None
+    finally:
+        if executor is not None:
+            _stop(executor)
+
+
+@contextlib.contextmanager
+def _output_to_devnull():
+    """File descriptors 1 and 2 on /dev/null for the block (the processes it starts inherit
+    them), then back where they were."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    saved = {}
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):      # a closed descriptor stays closed
+            saved[fd] = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in saved:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """SIGINT blocked in this thread, so that the processes it spawns start with it blocked (the
+    mask is inherited across fork and exec); and a Ctrl-C meanwhile deferred to the end of the
+    block: the kernel may deliver it to another thread, and Python would then raise
+    KeyboardInterrupt here anyway -- between a worker's start and its registration in the
+    pool, leaving a worker nobody stops."""
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:      # not the main thread: signals are the main thread's to handle
+        previous = None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            if received and callable(previous):
+                previous(signal.SIGINT, None)       # the default handler raises KeyboardInterrupt
+            elif received and previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def _stop(executor) -> None:
+    """End the pool now: pending chunks cancelled, running ones abandoned, workers terminated
+    and reaped (none is left behind, whether the pool finished, failed or was interrupted)."""
+    # the worker processes: concurrent.futures has no public handle on them before Python 3.14
+    workers = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import InputError, NpMobileBertError
+from .errors import InputError, NpMobileBertError, escape_text
 from .shipped import default_model_path
 
 # What InputMaker.random (inputs.py) draws, for the help of the commands that take --random.
@@ -24,6 +24,16 @@ RANDOM_INPUTS_HELP = (
     "quantized RSQRT input at or above its zero point; inputs "
     "named like a mask, and bools, in {0, 1}; other integers in [-128, 127] (within their type); "
     "floats standard normal.")
+
+
+def _model_file(model_path: str | None) -> str | None:
+    """The model file a command reads (for the check that no output replaces it)."""
+    if model_path:
+        return str(model_path)
+    try:
+        return str(default_model_path())
+    except InputError:
+        return None
 
 
 def _load(model_path: str | None):
@@ -37,29 +47,33 @@ def read_texts(path: str, limit: int | None = None) -> list[str]:
     Blank texts are skipped (in a TSV, with a warning: its rows are counted); a file without
     any text is an error, not an empty list the caller would quietly replace with random inputs.
     """
-    import csv
     import warnings
 
-    from .fileio import first_bad_byte
+    from .classify import read_tsv
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-            f.seek(0)
-            if "\t" in first and "text" in first.rstrip("\n").split("\t"):
-                rows = [row["text"] or "" for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
-                texts = [t for t in rows if t.strip()]
-                if len(texts) < len(rows):
-                    warnings.warn(f"{path}: skipped {len(rows) - len(texts)} rows with an empty text")
-            else:
-                texts = [line.rstrip("\n") for line in f if line.strip()]
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
-    except csv.Error as e:
-        raise InputError(f"{path}: not a readable TSV ({e})") from None
+    header, records = read_tsv(path)
+    if "text" in header and len(header) > 1:
+        column = header.index("text")
+        rows = [fields[column] if column < len(fields) else "" for _, fields in records]
+        texts = [t for t in rows if t.strip()]
+        if len(texts) < len(rows):
+            warnings.warn(f"{path}: skipped {len(rows) - len(texts)} rows with an empty text")
+    else:
+        # one text a line: tabs and quotes are part of the text
+        texts = [line for line in _plain_lines(path) if line.strip()]
     if not texts:
         raise InputError(f"{path}: no texts in the file")
     return texts[:limit] if limit else texts
+
+
+def _plain_lines(path: str) -> list[str]:
+    from .fileio import first_bad_byte
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text ({first_bad_byte(path)})") from None
 
 
 def _one_input(model, text, ids_text, seed):
@@ -149,6 +163,7 @@ def info(model_path, as_json):
 @numerics_option()
 def run(model_path, text, ids_text, trace_level, save_path, numerics):
     """Run the NumPy interpreter on one tweet (or token ids) and print the result."""
+    from .dump import unique_keys
     from .fileio import check_writable, save_npz
     from .inputs import InputMaker, model_labels
     from .interpreter import Interpreter
@@ -157,7 +172,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     if (text is None) == (ids_text is None):
         raise InputError("give either TEXT or --ids")
     if save_path:
-        check_writable(save_path)   # now, not after the run
+        check_writable(save_path, [_model_file(model_path)])   # now, not after the run
     model = _load(model_path)
     interp = Interpreter(model, numerics=numerics)   # checks the graph and sizes before any input
     maker = InputMaker(model)
@@ -167,7 +182,8 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     observer = make_tracer(trace_level, click.echo) if trace_level else None
     values = interp.run_all(made.arrays, observer=observer)
     if save_path:
-        arrays = {model.tensors[i].name: v for i, v in values.items()}
+        keys = unique_keys(model, values)   # tensors may share a name: each is saved, as dump does
+        arrays = {keys[i]: v for i, v in values.items()}
         save_npz(save_path, arrays)
         click.echo(f"saved {len(arrays)} tensors to {save_path}")
     labels = model_labels(model)
@@ -188,7 +204,7 @@ def _answer_line(label: str, probabilities: dict, text: str) -> str:
     """One text's label, class probabilities and (the start of) the text: classify's line."""
     shown = " ".join(text.split())
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return (f"{label:<9} (" + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()) + ")"
+    return (f"{escape_text(label):<9} (" + ", ".join(f"{escape_text(k)} {v:.3f}" for k, v in probabilities.items()) + ")"
             + (f"  {shown}" if shown else ""))
 
 
@@ -231,7 +247,8 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
                      given=[n_random is not None, texts, ids_list, texts_file, runtime != "litert",
                             runtime_python], overlay_path=overlay_path)
     if json_path:
-        check_writable(json_path)   # now, not after the comparison
+        # now, not after the comparison
+        check_writable(json_path, [_model_file(model_path), texts_file])
     if overlay_path:
         from .overlay import check_path
         check_path(overlay_path, model_path or str(default_model_path()), texts_file)
@@ -286,7 +303,7 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given, overlay_path
         raise InputError("--against RUN.npz recomputes the dump's own inputs: --random, --text, --ids, "
                          "--file and --runtime do not apply")
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [_model_file(model_path), dump_path])
     if overlay_path:
         from .overlay import check_path
         check_path(overlay_path, model_path or str(default_model_path()), dump_path)
@@ -322,7 +339,7 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
     from .fileio import check_writable
     from .inputs import InputMaker
 
-    check_writable(out_path)
+    check_writable(out_path, [_model_file(model_path)])
     _warn_if_threads_exceed_cores([threads])
     model = _load(model_path)
     maker = InputMaker(model)
@@ -393,7 +410,7 @@ def bench(models, engines, threads, seq, runs, rounds, warmup, texts_file, batch
 
     for path in (json_path, plot_path):
         if path:
-            check_writable(path)
+            check_writable(path, [*(models or [_model_file(None)]), texts_file])
     if plot_path:
         pyplot()                        # before minutes of measuring, not after them
     engines = list(engines) or ["litert", "litert-ref", "numpy"]
@@ -584,7 +601,7 @@ def lint(model_path, texts, ids_list, texts_file, limit, n_random, seed, json_pa
     from .lint import format_lint, lint_json, lint_model
 
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [_model_file(model_path), texts_file])
     if overlay_path:
         from .overlay import check_path
         check_path(overlay_path, model_path or str(default_model_path()), texts_file)
@@ -632,7 +649,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
 
     for path in (json_path, plot_path):
         if path:
-            check_writable(path)
+            check_writable(path, [_model_file(model_path), float_path, texts_file])
     for path in (overlay_path, overlay_cosine_path):
         if path:
             from .overlay import check_path
@@ -742,11 +759,11 @@ def eval_command(models, data, engine, json_path, limit, processes):
     from .metrics import format_reports
 
     if json_path:
-        check_writable(json_path)
+        check_writable(json_path, [*(models or [_model_file(None)]), data])
     if not os.path.isfile(data):
         raise InputError(f"{data}: no such file")
     for m in models:
-        if not os.path.isfile(m):
+        if not os.path.exists(m):       # anything else that is not a model: load_model says what
             raise InputError(f"{m}: no such model file")
     rows = read_labelled_tsv(data, limit)
     paths = [str(m) for m in models] or [str(default_model_path())]
@@ -793,7 +810,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
         if not t.strip():
             raise InputError(f"text {k + 1} is empty")
     path = str(model_path) if model_path else str(default_model_path())
-    if not os.path.isfile(path):
+    if not os.path.exists(path):        # anything else that is not a model: load_model says what
         raise InputError(f"{path}: no such model file")
     check_classifier(path)
     with click.progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
@@ -818,7 +835,7 @@ def _ids_of(maker, made) -> list[int]:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {escape_text(message)}", err=True)
 
 
 def entry():
@@ -837,20 +854,21 @@ def entry():
             e.show()                    # `npmobilebert` alone: the help
         else:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            click.echo(f"error: {escape_text(e.format_message())}{hint}", err=True)
         sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"Error: {escape_text(e.format_message())}", err=True)
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except (NpMobileBertError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
+        # escape_text: the last-resort guard; an OSError quotes a file name, which may hold anything
+        click.echo(f"error: {escape_text(e)}", err=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the last resort: a bug, still one line
         # Bad input is reported above; anything else is a bug in npmobilebert.  It is one line
         # too (with exit status 3, to tell it apart); NPMOBILEBERT_TRACEBACK=1 shows the traceback.
         if os.environ.get("NPMOBILEBERT_TRACEBACK"):
             raise
-        detail = " ".join(str(e).split())
+        detail = escape_text(" ".join(str(e).split()))
         click.echo(f"error: internal error, please report it: {type(e).__name__}: {detail}", err=True)
         sys.exit(3)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compare import compare_runs, difference_pattern
+from .errors import escape_text
 from .interpreter import Interpreter
 from .model import Model
 from .numerics import rule_of_source
@@ -138,8 +139,8 @@ def format_diff(report: RuntimeDiff, model: Model, labels: list[str] | None = No
                 lines.append(f"    {op_type:<18} {n}/{total}")
     for out_a, out_b, i in zip(report.outputs_a, report.outputs_b, model.outputs):
         name = model.tensors[i].name
-        lines.append(f"  output '{name}': {a} {np.array2string(out_a.reshape(-1), precision=4)}"
+        lines.append(f"  output '{escape_text(name)}': {a} {np.array2string(out_a.reshape(-1), precision=4)}"
                      f"  {b} {np.array2string(out_b.reshape(-1), precision=4)}")
         la, lb = _label(out_a, labels or []), _label(out_b, labels or [])
-        lines.append(f"    label: {a} {la}, {b} {lb}" + ("" if la == lb else "  (DIFFERENT)"))
+        lines.append(f"    label: {a} {escape_text(la)}, {b} {escape_text(lb)}" + ("" if la == lb else "  (DIFFERENT)"))
     return "\n".join(lines)

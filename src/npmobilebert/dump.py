@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -44,7 +45,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, escape_text
 
 DUMP_FORMAT = "npmobilebert-dump/1"
 META_KEY = "__meta__"
@@ -64,7 +65,13 @@ def tensor_keys(model) -> dict[int, str]:
 
     The key is the tensor's name; a name shared by several tensors gets ``#<index>`` appended."""
     order = list(model.inputs) + [i for op in model.operators for i in op.outputs if i >= 0]
-    order = list(dict.fromkeys(order))
+    return unique_keys(model, order)
+
+
+def unique_keys(model, indices: Iterable[int]) -> dict[int, str]:
+    """Tensor index -> a key naming it alone among ``indices``: its name, with ``#<index>``
+    appended when several of them share it (or it is empty, or it is the metadata's key)."""
+    order = list(dict.fromkeys(indices))
     counts: dict[str, int] = {}
     for i in order:
         counts[model.tensors[i].name] = counts.get(model.tensors[i].name, 0) + 1
@@ -167,9 +174,28 @@ class Dump:
         if key not in self.files:
             return None
         try:
+            self._check_size(key)
             return self._z[key]
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # a damaged member
-            raise InputError(f"{self.path}: its entry {key} is not readable ({' '.join(str(e).split())})") from None
+            raise InputError(f"{self.path}: its entry {escape_text(key)} is not readable "
+                             f"({' '.join(str(e).split())})") from None
+
+    def _check_size(self, key: str) -> None:
+        """Refuse an entry whose .npy header declares more data than the entry holds, before
+        NumPy allocates what the header declares (2^40 elements in a few bytes)."""
+        try:
+            info = self._z.zip.getinfo(key + ".npy")
+        except KeyError:
+            raise ValueError("not a .npy entry") from None
+        with self._z.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+        declared = math.prod(int(d) for d in shape) * dtype.itemsize
+        if declared > info.file_size:
+            raise ValueError(f"its header declares shape {list(shape)} of {dtype}, {declared:,} bytes, "
+                             f"in an entry of {info.file_size:,} bytes")
 
     def close(self) -> None:
         self._z.close()
@@ -184,12 +210,17 @@ class DumpReplay:
         self.name = (f"{meta.get('runtime', 'unknown runtime')} (dump {os.path.basename(dump.path)}, "
                      f"{meta.get('machine', '?')})")
         self.note = ""
-        self.prefixes = list(meta.get("prefixes") or [""])
+        prefixes = meta.get("prefixes") or [""]
         tensors = meta.get("tensors") or {}
-        self.index_of = {str(k): int(v) for k, v in tensors.items()}
+        if not (isinstance(prefixes, list) and all(isinstance(p, str) for p in prefixes)):
+            raise InputError(f"{dump.path}: its metadata's 'prefixes' is not a list of strings")
+        if not (isinstance(tensors, dict) and all(type(v) is int for v in tensors.values())):
+            raise InputError(f"{dump.path}: its metadata's 'tensors' does not map names to tensor indices")
+        self.prefixes = prefixes
+        self.index_of = dict(tensors)
         for key, i in self.index_of.items():
             if not 0 <= i < len(model.tensors) or key.split("#")[0] != (model.tensors[i].name or f"tensor{i}"):
-                raise InputError(f"{dump.path}: tensor '{key}' does not match tensor {i} of the model")
+                raise InputError(f"{dump.path}: tensor '{escape_text(key)}' does not match tensor {i} of the model")
         self._next = 0
 
     def inputs(self, model) -> list[dict[str, np.ndarray]]:

@@ -8,9 +8,28 @@ one class and print ``str(error)``, which is always a single clear line.
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: whatever a
+# terminal would turn into a new line, a carriage return or an escape sequence.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_text(text: object) -> str:
+    """A string from a model file (a tensor, op, label or metadata name) or from any other
+    input, safe to put in a one-line message: control characters become Python escapes
+    (``\\n``, ``\\x1b``), so a name holding a newline cannot fake further lines."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
 
 class NpMobileBertError(Exception):
-    """Base: every error the package raises on bad input; str() is one clear line."""
+    """Base: every error the package raises on bad input; str() is one clear line.
+
+    The message is escaped (:func:`escape_text`) whatever it quotes: model-supplied names are
+    data, and a newline in one must not split the message or fake a traceback."""
+
+    def __str__(self) -> str:
+        return escape_text(super().__str__())
 
 
 class ModelFormatError(NpMobileBertError):
@@ -37,4 +56,4 @@ class TensorNotFoundError(NpMobileBertError, KeyError):
 
     def __str__(self) -> str:
         # KeyError.__str__ would wrap the message in quotes; keep it one plain line.
-        return str(self.args[0]) if self.args else ""
+        return escape_text(self.args[0]) if self.args else ""

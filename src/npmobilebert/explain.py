@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from . import fixedpoint as fp
-from .errors import InputError
+from .errors import InputError, escape_text
 from .kernels import PreparedOp
 from .kernels.base import float32_of_exact, float_activation, sequential_float_matmul
 
@@ -121,7 +121,7 @@ def explain_step(step: PreparedOp, inputs: list, outputs: list,
     index = default_index(out, out_t) if index is None else _checked_index(index, out.shape)
     site = Site(step, list(inputs), out, index)
     op = step.ctx.op
-    site.say(f"op {op.index} {op.opcode} (v{op.version}): output '{out_t.name}' {list(out.shape)} "
+    site.say(f"op {op.index} {op.opcode} (v{op.version}): output '{escape_text(out_t.name)}' {list(out.shape)} "
              f"{out_t.type_name} {_quant_words(out_t)}")
     site.say(f"element {list(index)}")
     site.say()
@@ -319,10 +319,10 @@ def _fc_integer(site: Site):
     x = site.inputs[0].reshape(-1, depth)[row].astype(np.int64)
     w = site.inputs[1].reshape(units, depth)[unit].astype(np.int64)
     x_off, w_off, out_zp = p["input_offset"], p["weights_offset"], p["output_offset"]
-    site.say(f"input row {row} of '{x_t.name}' {_quant_words(x_t)}: {_ints(x)}")
+    site.say(f"input row {row} of '{escape_text(x_t.name)}' {_quant_words(x_t)}: {_ints(x)}")
     w_words = (f"scale {_scale(w_t, unit):.6g} (channel {unit}; per-channel weights are symmetric: "
                f"zero point ignored)" if p["per_channel"] else f"scale {_scale(w_t):.6g}, zero point {-w_off}")
-    site.say(f"weights row {unit} of '{w_t.name}', {w_words}: {_ints(w)}")
+    site.say(f"weights row {unit} of '{escape_text(w_t.name)}', {w_words}: {_ints(w)}")
     site.say()
     site.say("1. integer accumulation (int32)")
     acc = _dot_terms(site, x, w, x_off, w_off)
@@ -496,8 +496,8 @@ def explain_batch_matmul(site: Site):
     p = site.params
     lhs, rhs, r, c = _matmul_operands(site)
     lhs, rhs = lhs.astype(np.int64), rhs.astype(np.int64)
-    site.say(f"lhs row {r} of '{l_t.name}' {_quant_words(l_t)}: {_ints(lhs)}")
-    site.say(f"rhs column {c} of '{r_t.name}' {_quant_words(r_t)}: {_ints(rhs)}")
+    site.say(f"lhs row {r} of '{escape_text(l_t.name)}' {_quant_words(l_t)}: {_ints(lhs)}")
+    site.say(f"rhs column {c} of '{escape_text(r_t.name)}' {_quant_words(r_t)}: {_ints(rhs)}")
     site.say()
     wide = "int64" if l_t.dtype == np.int16 else "int32"
     site.say(f"1. integer accumulation ({wide})")
@@ -728,8 +728,8 @@ def explain_elementwise(site: Site):
     if a_t.dtype not in (np.int8, np.int16):
         return NotImplemented
     a, b = int(a), int(b)
-    site.say(f"input 1: {a} from '{a_t.name}' {_quant_words(a_t)} = real {_real(a, a_t):.6g}")
-    site.say(f"input 2: {b} from '{b_t.name}' {_quant_words(b_t)} = real {_real(b, b_t):.6g}")
+    site.say(f"input 1: {a} from '{escape_text(a_t.name)}' {_quant_words(a_t)} = real {_real(a, a_t):.6g}")
+    site.say(f"input 2: {b} from '{escape_text(b_t.name)}' {_quant_words(b_t)} = real {_real(b, b_t):.6g}")
     site.say()
     q = _mul(site, a, b) if name == "MUL" else _add_sub(site, a, b, name == "ADD")
     site.say()
@@ -886,7 +886,7 @@ def explain_shape_op(site: Site):
     where = [int(i) for i in np.unravel_index(flat, x.shape)]
     value = x.reshape(-1)[flat]
     t = site.tensor(k)
-    site.say(f"copied from input {k} '{t.name}' {list(x.shape)} at element {where}: {_fmt(value)}"
+    site.say(f"copied from input {k} '{escape_text(t.name)}' {list(x.shape)} at element {where}: {_fmt(value)}"
              + (f" = real {_real(int(value), t):.6g}" if t.quantization is not None and x.dtype.kind == "i" else ""))
     if site.op.opcode == "GATHER":
         site.say(f"  (GATHER axis {site.params.get('axis', 0)}: row {where[site.params.get('axis', 0)]}"
@@ -913,7 +913,7 @@ def _fallback(site: Site):
             value = f"at this element: {_fmt(_broadcast_element(x, shape, site.index))}"
         except ValueError:
             value = f"{list(x.shape)} {_floats(x) if x.dtype.kind == 'f' else _ints(x)}"
-        site.say(f"input {k} '{t.name}' {t.type_name} {_quant_words(t)} {value}")
+        site.say(f"input {k} '{escape_text(t.name)}' {t.type_name} {_quant_words(t)} {value}")
     out = site.output[site.index]
     site.say(f"output: {_fmt(out)}")
     return None

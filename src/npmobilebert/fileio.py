@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,15 +30,24 @@ def pyplot():
     return plt
 
 
-def check_writable(path: str | os.PathLike) -> None:
+def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> None:
     """Fail early -- before a long run -- when ``path`` cannot be written.
 
     The directory must exist: a typo in it should be an error, not a new directory tree.
+    ``inputs``: the files the command reads; an output that is one of them (the same file, by
+    any name: a link, a relative path) would replace its own input, and is refused.
     """
     target = Path(path)
     parent = target.parent
+    name_max = _name_max(parent)
+    if len(os.fsencode(target.name)) > name_max:
+        raise InputError(f"cannot write {target}: the file name is longer than {name_max} bytes")
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a directory")
+    for source in inputs:
+        if source is not None and target.exists() and os.path.exists(source) \
+                and os.path.samefile(target, source):
+            raise InputError(f"cannot write {target}: it is an input of this command ({source})")
     if _is_special(target):     # /dev/stdout, /dev/null, a pipe: written in place
         if not os.access(target, os.W_OK):
             raise InputError(f"cannot write {target}: permission denied")
@@ -44,6 +57,13 @@ def check_writable(path: str | os.PathLike) -> None:
         raise InputError(f"cannot write {target}: the directory {parent} {reason}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {target}: the directory {parent} is not writable")
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def _is_special(path: Path) -> bool:
@@ -83,15 +103,21 @@ def atomic_path(path: str | os.PathLike):
             raise InputError(f"cannot write {target}: {e.strerror or e}") from None
         return
     final = Path(os.path.realpath(target))    # a symlink keeps pointing at the file it names
+    _remove_stale_parts(final)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_part_prefix(final.name, os.getpid()), suffix=".part",
+                                   dir=final.parent)
     except OSError as e:
         raise InputError(f"cannot write {target}: {e.strerror or e}") from None
     os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would make every report private to its writer
+        try:
+            mode = stat.S_IMODE(os.stat(final).st_mode)     # a replaced file keeps its mode
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask   # mkstemp's 0600 would make every report private to its writer
+        os.chmod(tmp, mode)
         yield tmp
         os.replace(tmp, final)
     except OSError as e:
@@ -99,6 +125,42 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# The temporary file beside an output: ".<up to 32 characters of its name>.<writer's pid>.<random>.part",
+# short enough beside any legal name, and recognisable: a writer killed by SIGKILL (or a power
+# cut) cannot delete its own, so the next write to the same directory deletes the parts of
+# writers that no longer run.
+_PART_NAME_CHARS = 32
+_PART = re.compile(r"\.(?P<name>.*)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.part\Z", re.DOTALL)
+
+
+def _part_prefix(name: str, pid: int) -> str:
+    return f".{name[:_PART_NAME_CHARS]}.{pid}."
+
+
+def _remove_stale_parts(final: Path) -> None:
+    """Delete the temporary files that writers of ``final``'s directory left when killed."""
+    try:
+        entries = os.listdir(final.parent)
+    except OSError:
+        return
+    for entry in entries:
+        match = _PART.match(entry)
+        if not match or len(match["name"]) > _PART_NAME_CHARS or _running(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(final.parent / entry)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True     # another user's process (or a pid no process can have): not ours to judge
+    return True
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

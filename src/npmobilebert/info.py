@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Iterable
 
+from .errors import escape_text
 from .model import Model, Operator, Tensor
 
 __all__ = ["model_info", "format_info", "detect_quantization"]
@@ -235,7 +236,7 @@ def _format_io(title: str, entries: list[dict[str, Any]]) -> list[str]:
     lines = [f"{title}:"]
     for e in entries:
         shape = "x".join(str(d) for d in e["shape"]) or "scalar"
-        lines.append(f"  [{e['index']}] {e['name']}  {e['dtype']} {shape}{_format_quantization(e['quantization'])}")
+        lines.append(f"  [{e['index']}] {escape_text(e['name'])}  {e['dtype']} {shape}{_format_quantization(e['quantization'])}")
     return lines
 
 
@@ -271,8 +272,8 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"  {s['key']!r} (subgraph {s['subgraph_index']}): inputs {ins}; outputs {outs}")
     if info["metadata"]:
         lines.append("Metadata:")
-        lines += [f"  {m['name']}  {_human_bytes(m['size'])}" for m in info["metadata"]]
+        lines += [f"  {escape_text(m['name'])}  {_human_bytes(m['size'])}" for m in info["metadata"]]
     if info["packed_files"]:
         lines.append("Packed files:")
-        lines += [f"  {f['name']}  {_human_bytes(f['size'])}" for f in info["packed_files"]]
+        lines += [f"  {escape_text(f['name'])}  {_human_bytes(f['size'])}" for f in info["packed_files"]]
     return "\n".join(lines)

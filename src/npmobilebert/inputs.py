@@ -8,15 +8,18 @@ model with those inputs; other models get random inputs by dtype.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError, ModelFormatError
+from .errors import InputError, ModelFormatError, UnsupportedOpError
 from .interpreter import MAX_TENSOR_BYTES
 from .model import Model, Tensor
 from .text import Tokenizer
 
+# Token ids are int32 tensors: a vocabulary cannot be larger than their range.
+_MAX_VOCAB_SIZE = 2**31 - 1
 ROLE_WORDS = {"ids": ("input_ids", "input_word_ids", "ids"),
               "mask": ("attention_mask", "input_mask", "mask"),
               "types": ("token_type_ids", "segment_ids", "input_type_ids", "type")}
@@ -129,10 +132,16 @@ class InputMaker:
         self.model = model
         self.specs = [model.tensors[i] for i in model.inputs]
         for t in self.specs:
-            # The inputs are allocated here, before any Interpreter checks sizes: same cap.
-            if t.nbytes > MAX_TENSOR_BYTES:
+            # The inputs are allocated here, before any Interpreter checks sizes: same cap. Every
+            # dimension counts, a zero one aside: NumPy refuses [0, 2^31-1, 2^31-1, 2^31-1] too.
+            # A STRING element is a variable-length bytes object: count it as 16 bytes at least.
+            itemsize = t.dtype.itemsize if t.type_name != "STRING" else 16
+            if math.prod(int(d) for d in t.shape if d) * itemsize > MAX_TENSOR_BYTES:
                 raise ModelFormatError(f"input '{t.name}' declares shape {list(t.shape)} of {t.type_name}, "
                                        f"over the limit of {MAX_TENSOR_BYTES / (1 << 30):g} GiB per tensor")
+            if t.dtype.kind not in "biufc" and t.type_name != "STRING":   # STRING: drawn as LiteRT takes it
+                raise UnsupportedOpError(f"input '{t.name}' is of type {t.type_name}: inputs are made "
+                                         f"for numeric tensors only")
         self.roles = [input_role(t) for t in self.specs]
         ranges = input_value_ranges(model)
         self.ranges = [ranges.get(i) for i in model.inputs]
@@ -157,6 +166,9 @@ class InputMaker:
         meta = model_metadata(self.model)
         size = meta.get("vocab_size")
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            if size > _MAX_VOCAB_SIZE:
+                raise ModelFormatError(f"the model's metadata declares vocab_size {size}: token ids "
+                                       f"are int32, at most {_MAX_VOCAB_SIZE}")
             return size
         vocab = self.model.packed_files.get("vocab.txt")
         if vocab is not None:
@@ -188,10 +200,12 @@ class InputMaker:
             self._tokenizer = Tokenizer(vocab_text, self.seq_len)
         return self._tokenizer
 
-    def from_ids(self, ids: list[int]) -> BertInputs:
+    def from_ids(self, ids) -> BertInputs:
+        """Inputs from token ids: a sequence (list, tuple, 1-D array) of whole numbers."""
         if not self.is_bert:
             raise InputError("token ids need a model with input_ids (and attention_mask, token_type_ids) "
                              "inputs of one sequence length")
+        ids = _whole_numbers(ids)
         if not ids:
             raise InputError("no token ids given")
         if len(ids) > self.seq_len:
@@ -232,6 +246,25 @@ class InputMaker:
                 a.reshape(-1, self.seq_len)[0, :n] = 1
             arrays.append(a)
         return BertInputs(arrays, n)
+
+
+def _whole_numbers(ids) -> list[int]:
+    """``ids`` as a list of Python ints; a TypeError for anything but a flat sequence of integers
+    (7.9 or True silently becoming 7 or 1 would run another text than the one meant)."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+        raise TypeError(f"token ids must be a list or 1-D array of integers, not {type(ids).__name__}")
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise TypeError(f"token ids must be a 1-D array, not one of shape {list(ids.shape)}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"token ids must be integers, not {ids.dtype}")
+        return [int(i) for i in ids]
+    out = []
+    for i in ids:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"token ids must be integers, not {type(i).__name__} ({i!r})")
+        out.append(int(i))
+    return out
 
 
 def _random_array(spec: Tensor, rng: np.random.Generator, value_range: tuple[int, int] | None = None,

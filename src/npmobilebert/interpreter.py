@@ -12,6 +12,7 @@ An ``observer(step, inputs, outputs)`` passed to ``run`` sees each op as it exec
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from .feeds import order_inputs
 from .fusion import fuse_table_chains
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
 from .kernels import KERNELS, PreparedOp, prepare_op
-from .model import Model, Operator, Tensor
+from .model import Model, Operator, Tensor, load_model
 from .numerics import Profile, get_profile
 
 Observer = Callable[[PreparedOp, list, list], None]
@@ -65,15 +66,22 @@ CONTROL_FLOW_OPS = frozenset({"WHILE", "IF", "CALL_ONCE", "CALL"})
 class Interpreter:
     """A prepared plan for one subgraph: its ops in order, ready to run on inputs."""
 
-    def __init__(self, model: Model, subgraph: int = 0, max_tensor_bytes: int = MAX_TENSOR_BYTES,
-                 numerics: str | Profile | None = None):
+    def __init__(self, model: Model | str | os.PathLike, subgraph: int = 0,
+                 max_tensor_bytes: int = MAX_TENSOR_BYTES, numerics: str | Profile | None = None):
         """Check the graph and prepare every op; nothing the size of an activation is allocated.
+
+        ``model``: a :class:`Model` (``load_model``), or the path of a .tflite file to load.
 
         ``max_tensor_bytes`` caps the declared size of every activation (graph inputs and op
         outputs): a model declaring a larger one is refused here, before any run allocates it.
         ``numerics``: whose arithmetic to compute (numerics.py): "litert-ref" (the default),
         "tflm" or "xnnpack".
         """
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+        elif not isinstance(model, Model):
+            raise TypeError(f"Interpreter() takes a Model (load_model) or a model file's path, "
+                            f"not {type(model).__name__}")
         self.numerics: Profile = get_profile(numerics)
         if not 0 <= subgraph < len(model.subgraphs):
             raise InputError(f"subgraph {subgraph} does not exist: the model has {len(model.subgraphs)}")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import escape_text
+
 SHAPE_OPS = frozenset({"RESHAPE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
                        "GATHER", "PAD", "PADV2", "CONCATENATION", "CAST"})
 
@@ -236,7 +238,7 @@ def format_report(report: LayerErrorReport, all_tensors: bool = False) -> str:
         j = m.to_json()
         sqnr = "inf" if j["sqnr_db"] is None and m.noise == 0 else f"{m.sqnr_db:.1f}"
         lsb = f"{m.lsb:.3g}" if m.lsb else "-"
-        lines.append(f"{m.quant_op:>4} {m.opcode:<16} {_short(m.name):<58} {sqnr:>8} {m.cosine:>9.5f}"
+        lines.append(f"{m.quant_op:>4} {m.opcode:<16} {_short(escape_text(m.name)):<58} {sqnr:>8} {m.cosine:>9.5f}"
                      f" {m.max_abs:>9.3g} {j['mean_abs_error']:>9.3g} {lsb:>8}")
     return "\n".join(lines)
 

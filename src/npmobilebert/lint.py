@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import escape_text
 from .inputs import input_role
 from .kernels import PreparedOp
 from .kernels.base import dtype_limits
@@ -98,10 +99,10 @@ def _weight_zero_points(op, w, name) -> list[Finding]:
     if not nonzero:
         return []
     if w.quantization.per_channel:
-        msg = (f"per-channel weights '{w.name}' have {nonzero} non-zero zero points (e.g. {int(zps[zps != 0][0])}):"
+        msg = (f"per-channel weights '{escape_text(w.name)}' have {nonzero} non-zero zero points (e.g. {int(zps[zps != 0][0])}):"
                f" the kernel ignores them, so the weights that run differ from the file's")
     else:
-        msg = (f"weights '{w.name}' have zero point {int(zps[0])}: asymmetric weights add a"
+        msg = (f"weights '{escape_text(w.name)}' have zero point {int(zps[0])}: asymmetric weights add a"
                f" zero-point term to every dot product (symmetric int8 weights are the spec)")
     return [Finding("weight-zero-point", op.index, op.opcode, name, msg, f"weight zp {int(zps[zps != 0][0])}",
                     {"nonzero_zero_points": nonzero})]
@@ -116,7 +117,7 @@ def _scale_spread(op, t, name) -> list[Finding]:
         ratio = float(positive.max() / positive.min())
     if ratio <= SCALE_SPREAD:
         return []
-    msg = (f"per-channel scales of '{t.name}' span {ratio:.3g}x ({positive.min():.3g}..{positive.max():.3g}"
+    msg = (f"per-channel scales of '{escape_text(t.name)}' span {ratio:.3g}x ({positive.min():.3g}..{positive.max():.3g}"
            f"{', some zero' if positive.size < scales.size else ''}): the small channels hold few levels")
     return [Finding("scale-spread", op.index, op.opcode, name, msg, f"scales span {ratio:.0e}x",
                     {"scale_ratio": ratio})]

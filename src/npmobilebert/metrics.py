@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .errors import escape_text
+
 
 def confusion_matrix(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
     """``matrix[i][j]``: how many items of gold class ``labels[i]`` were predicted ``labels[j]``."""
@@ -82,12 +84,13 @@ def format_reports(reports: Sequence[dict], names: Sequence[str]) -> str:
     for name in labels:
         for metric in ("precision", "recall", "f1"):
             cells = [f"{r['per_class'][name][metric]:.4f}" if name in r["per_class"] else "-" for r in reports]
-            lines.append(f"{name + ' ' + metric:<22}" + "".join(f"{c:>{width}}" for c in cells))
+            lines.append(f"{escape_text(name) + ' ' + metric:<22}" + "".join(f"{c:>{width}}" for c in cells))
     for r, name in zip(reports, names):
         lines.append("")
         lines.append(f"confusion matrix of {name} (rows: gold, columns: predicted)")
-        w = max(9, *(len(lab) + 1 for lab in r["labels"]))
-        lines.append(f"{'':<{w}}" + "".join(f"{lab:>{w}}" for lab in r["labels"]))
-        for lab, row in zip(r["labels"], r["confusion"]):
+        shown = [escape_text(lab) for lab in r["labels"]]     # the model's label names
+        w = max(9, *(len(lab) + 1 for lab in shown))
+        lines.append(f"{'':<{w}}" + "".join(f"{lab:>{w}}" for lab in shown))
+        for lab, row in zip(shown, r["confusion"]):
             lines.append(f"{lab:<{w}}" + "".join(f"{v:>{w},}" for v in row))
     return "\n".join(lines)

@@ -20,7 +20,6 @@ import importlib
 import inspect
 import io
 import math
-import mmap
 import os
 import re
 import stat
@@ -56,11 +55,6 @@ __all__ = [
 
 #: The FlatBuffer file identifier of TFLite models (bytes 4..8 of the file).
 FILE_IDENTIFIER = b"TFL3"
-
-# Files at least this large are memory-mapped instead of read: nothing is copied (a
-# full-size MobileBERT, 27 MB, opens ~15 ms faster), only the pages used become
-# resident, and a multi-GB model does not need its size in RAM twice.
-_MMAP_THRESHOLD = 1024 * 1024
 
 # What the flatbuffers accessors raise when offsets point at garbage: struct
 # errors and IndexError for reads past the end, TypeError/OverflowError from
@@ -367,19 +361,27 @@ def _read_source(source: Any) -> tuple[str | None, Any]:
     raise TypeError(f"load_model() needs a path or bytes, not {type(source).__name__}")
 
 
-def _read_file(path: str) -> bytes | mmap.mmap:
-    """Read a file once: small files into bytes, large ones memory-mapped read-only."""
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
+def _read_file(path: str) -> bytes:
+    """Read a regular file once, into memory.
+
+    Not memory-mapped: a mapped file that is truncated while it is read (another process
+    rewriting the model) kills the process with SIGBUS, which no Python handler can turn into
+    an error; a copy cannot change under the reader. A non-regular file is refused before it
+    is opened: opening a FIFO blocks until a writer comes, opening a device may act on it.
+    """
+    name = os.path.basename(path) or path
+    refused = ModelFormatError(f"{name}: not a regular file, not a TFLite model")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise refused
+    # O_NONBLOCK: should the path become a FIFO between the stat and the open, the open
+    # returns at once and the fstat below refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as f:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            # A device or a pipe has no size to check: reading /dev/zero would never end.
-            raise ModelFormatError(f"{os.path.basename(path) or path}: not a regular file, not a TFLite model")
-        size = st.st_size
-        if size >= _MMAP_THRESHOLD and size > 0:  # an empty file cannot be mapped
-            # The map stays valid after the file is closed and lives as long
-            # as any array view of it.
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return f.read()
+            raise refused
+        # the size when opened: a file that grows while it is read is not read for ever
+        return f.read(st.st_size)
 
 
 def _snake_case(name: str) -> str:
@@ -998,7 +1000,7 @@ def _decode_options(op: Any) -> dict:
 
 
 class _BufferFile(io.RawIOBase):
-    """A read-only, seekable file over a buffer, without copying it (BytesIO would copy an mmap)."""
+    """A read-only, seekable file over a buffer, without copying it (BytesIO would copy it)."""
 
     def __init__(self, buf: Any):
         super().__init__()

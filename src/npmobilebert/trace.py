@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import escape_text
 from .kernels import PreparedOp
 from .kernels.base import dtype_limits
 from .lint import Linter

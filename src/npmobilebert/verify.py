@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compare import Comparison, compare_runs
+from .errors import escape_text
 from .interpreter import Interpreter
 from .model import Model
 
@@ -185,7 +186,7 @@ def format_report(report: VerifyReport, model: Model) -> str:
         lines.append("every tensor is identical" if report.identical else "nothing was compared")
     else:
         lines.append(f"first divergence (input {report.first_input}): op {first.op_index} {first.op_type}"
-                     f" -> tensor {first.index} '{first.name}' ({first.dtype}):"
+                     f" -> tensor {first.index} '{escape_text(first.name)}' ({first.dtype}):"
                      f" {first.mismatched}/{first.size} values differ, max {first.max_diff}")
         if first.pattern:
             lines.append(f"    where: {first.pattern}")
