@@ -183,6 +183,8 @@ class _Runner:
         (as the NumPy interpreter accepts them); nothing else converts."""
         if arr.dtype.kind == "f" and want.kind == "f":
             return arr.astype(want)
+        if want.kind == "S" and arr.dtype.kind in "OS":
+            return arr          # STRING: LiteRT takes an array of bytes objects (or fixed bytes) as it is
         if arr.dtype.kind in "iub" and want.kind in "iu":
             info = np.iinfo(want)
             if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
