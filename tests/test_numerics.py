@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import opmodels
 import test_ops as op_cases  # the one-op model builders (not its tests: a module, not names)
 
+from npmobilebert import fixedpoint as fp
 from npmobilebert.errors import InputError
 from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
@@ -93,6 +95,148 @@ def test_tflm_fully_connected_one_op_models(path, per_channel):
         ours = Interpreter(load_model(case.blob), numerics="tflm").run(case.arrays)
         for o, t in zip(ours, theirs):
             np.testing.assert_array_equal(o, t, err_msg=f"case {i}\n{case.what}")
+
+
+# -- TFLite Micro multiplies the scales in double: one-op models where that decides -----------------
+
+def _multipliers(s1, s2, s_out):
+    """(M0, shift) of s1 * s2 / s_out with the scale product in float32 (LiteRT's kernels) and in
+    double (the tflite-micro package's build)."""
+    s1, s2, s_out = np.float32(s1), np.float32(s2), np.float32(s_out)
+    in_float32 = fp.quantize_multiplier(np.float64(np.float32(s1 * s2)) / np.float64(s_out))
+    in_double = fp.quantize_multiplier(np.float64(s1) * np.float64(s2) / np.float64(s_out))
+    return in_float32, in_double
+
+
+def _discriminating_scales(accumulators: np.ndarray, span: float, seed: int):
+    """Scales (s1, s2, s_out) of an op whose int32 accumulators are ``accumulators`` (output
+    about +-span steps, clamped to int8) where the two scale products requantize at least one accumulator
+    differently: the case a test needs to tell the two rules apart."""
+    rng = np.random.default_rng(seed)
+    for _ in range(2000):
+        s1, s2 = np.float32(rng.uniform(1e-3, 5e-2)), np.float32(rng.uniform(1e-3, 5e-2))
+        # a random ratio: a round one (say 120 / 16000) puts no product near a rounding tie
+        s_out = np.float32(s1 * s2 * np.abs(accumulators).max() / span * rng.uniform(0.8, 1.25))
+        in_float32, in_double = _multipliers(s1, s2, s_out)
+        if in_float32 == in_double:
+            continue
+        differ = (fp.multiply_by_quantized_multiplier(accumulators, *in_float32)
+                  != fp.multiply_by_quantized_multiplier(accumulators, *in_double))
+        if differ.any():
+            return s1, s2, s_out, accumulators[differ]
+    raise AssertionError("no discriminating scales found")
+
+
+def _fc_per_tensor_case():
+    """FULLY_CONNECTED, per-tensor weights: input 0 (zero point 0), so each unit's accumulator is
+    its bias, set to the accumulators where the two scale products round differently."""
+    t = opmodels.tensor
+    s1, s2, s_out, accs = _discriminating_scales(np.arange(-16000, 16001, dtype=np.int64), 120, seed=1)
+    units = accs.size
+    blob = opmodels.single_op_model(
+        "FULLY_CONNECTED",
+        [t("x", (1, 1), "int8", scale=s1, zero_point=0),
+         t("w", (units, 1), "int8", scale=s2, zero_point=0, data=np.ones((units, 1))),
+         t("b", (units,), "int32", scale=float(np.float32(s1 * s2)), zero_point=0, data=accs)],
+        [t("y", (1, units), "int8", scale=s_out, zero_point=0)], opmodels.FullyConnectedOptionsT())
+    return blob, [np.zeros((1, 1), np.int8)], accs[None, :], (s1, s2, s_out)
+
+
+def _mul_case():
+    """MUL: every pair of int8 values (zero points 0: the accumulators are all their products)."""
+    t = opmodels.tensor
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    products = np.unique(a * b).astype(np.int64)
+    s1, s2, s_out, _ = _discriminating_scales(products, 120, seed=2)
+    blob = opmodels.single_op_model(
+        "MUL", [t("a", a.shape, "int8", scale=s1, zero_point=0), t("b", a.shape, "int8", scale=s2, zero_point=0)],
+        [t("y", a.shape, "int8", scale=s_out, zero_point=0)], opmodels.MulOptionsT())
+    return blob, [a.astype(np.int8), b.astype(np.int8)], (a * b).astype(np.int64), (s1, s2, s_out)
+
+
+def _batch_matmul_case():
+    """BATCH_MATMUL of lhs [n, 9] by a constant rhs (127, ..., 127, 1): each row's accumulator
+    is 127 * (sum of its first 8 values) + its last one, which covers every integer up to
+    +-129,032; the rows take every 7th of them."""
+    t = opmodels.tensor
+    accs = np.arange(-127 * 127 * 8, 127 * 127 * 8 + 1, 7, dtype=np.int64)
+    high = np.round(accs / 127).astype(np.int64)
+    low = accs - 127 * high
+    accs, high, low = accs[np.abs(low) <= 127], high[np.abs(low) <= 127], low[np.abs(low) <= 127]
+    lhs = np.zeros((accs.size, 9), np.int64)
+    for j in range(8):                                     # high split into 8 values in [-127, 127]
+        lhs[:, j] = np.clip(high - lhs[:, :j].sum(axis=1), -127, 127)
+    lhs[:, 8] = low
+    rhs = np.array([[127]] * 8 + [[1]])
+    assert np.array_equal(lhs @ rhs, accs[:, None])
+    s1, s2, s_out, _ = _discriminating_scales(accs, 127, seed=3)
+    blob = opmodels.single_op_model(
+        "BATCH_MATMUL", [t("l", lhs.shape, "int8", scale=s1, zero_point=0),
+                         t("r", rhs.shape, "int8", scale=s2, zero_point=0, data=rhs)],
+        [t("y", (accs.size, 1), "int8", scale=s_out, zero_point=0)], opmodels.BatchMatMulOptionsT())
+    return blob, [lhs.astype(np.int8)], accs[:, None], (s1, s2, s_out)
+
+
+@needs_tflm
+@pytest.mark.parametrize("make", [_fc_per_tensor_case, _mul_case, _batch_matmul_case],
+                         ids=["FULLY_CONNECTED-per-tensor", "MUL", "BATCH_MATMUL"])
+def test_tflm_multiplies_the_scales_in_double(make):
+    """TFLite Micro's multiplier for s1 * s2 / s_out comes from the scales multiplied in double
+    (FULLY_CONNECTED per-tensor, MUL, BATCH_MATMUL), not from their float32 product as in
+    LiteRT: on accumulators where the two round differently, the tflm profile matches TFLite
+    Micro and the float32 product does not."""
+    from npmobilebert.runtime import TFLMRunner
+
+    blob, arrays, accumulators, scales = make()
+    theirs = TFLMRunner(blob).run(arrays)[0]
+    ours = Interpreter(load_model(blob), numerics="tflm").run(arrays)[0]
+    np.testing.assert_array_equal(ours, theirs)
+    in_float32, _ = _multipliers(*scales)
+    float32_product = np.clip(fp.multiply_by_quantized_multiplier(accumulators, *in_float32), -128, 127)
+    assert np.any(float32_product != theirs.astype(np.int64)), "the case does not tell the rules apart"
+
+
+@pytest.mark.slow
+@needs_tflm
+def test_tflm_profile_on_a_converted_per_tensor_model(tmp_path):
+    """A 6-layer int8 MobileBERT with per-tensor FULLY_CONNECTED weights, made by the real
+    converter: every tensor identical to TFLite Micro, on inputs where the float32 scale
+    product would requantize some FULLY_CONNECTED element differently from TFLite Micro."""
+    pytest.importorskip("tensorflow")
+    from npmobilebert.runtime import TFLMRunner
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "tools" / "convert.py"), "--layers", "6", "--seq-len", "64",
+                        "--vocab", str(FIXTURES / "vocab_small.txt"), "--seed", "0",
+                        "--schemes", "int8-per-tensor", "--out-dir", str(tmp_path), "--name", "mid", "--quiet"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = load_model(str(tmp_path / "mid_int8-per-tensor.tflite"))
+    inputs = _random_inputs(model, 3, seed=1)
+    report = verify(model, Interpreter(model, numerics="tflm"), TFLMRunner(model.path), inputs, "tflm")
+    c = report.comparison
+    assert c.compared == c.identical > 0 and report.exact, c.first_divergence
+    # the float32 product would not have been: TFLite Micro's own inputs to each per-tensor FC
+    runner, differing = TFLMRunner(model.path), 0
+    for arrays in inputs:
+        theirs = runner.run_all(arrays)
+        for op in model.operators:
+            w_t = model.tensors[op.inputs[1]] if op.opcode == "FULLY_CONNECTED" else None
+            if w_t is None or w_t.dtype != np.int8 or w_t.quantization.per_channel:
+                continue
+            x_t, out_t = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+            x = theirs[op.inputs[0]].reshape(-1, w_t.shape[-1]).astype(np.int64) - x_t.quantization.zero_point
+            acc = x @ w_t.data.reshape(w_t.shape[0], -1).astype(np.int64).T
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                acc = acc + model.tensors[op.inputs[2]].data.astype(np.int64)
+            in_float32, _ = _multipliers(x_t.quantization.scale, w_t.quantization.scale, out_t.quantization.scale)
+            lo, hi = -128, 127
+            act = op.options.get("fused_activation_function")
+            if act not in (None, "NONE"):
+                continue
+            out = np.clip(fp.multiply_by_quantized_multiplier(acc, *in_float32) + out_t.quantization.zero_point, lo, hi)
+            differing += int((out != theirs[op.outputs[0]].reshape(acc.shape)).sum())
+    assert differing > 0
 
 
 @needs_tflm
