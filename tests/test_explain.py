@@ -15,15 +15,16 @@ from npmobilebert.explain import explain, explain_step
 from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
 from npmobilebert.model import load_model
+from npmobilebert.numerics import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.tflite"))
 ELEMENTS_PER_OP = 4
 
 
-def _run(path, seed=0, text=None):
+def _run(path, seed=0, text=None, numerics=None):
     model = load_model(str(path))
-    interp = Interpreter(model)
+    interp = Interpreter(model, numerics=numerics)
     maker = InputMaker(model)
     made = maker.from_text(text) if text else maker.random(np.random.default_rng(seed))
     return model, interp, interp.run_all(made.arrays)
@@ -36,10 +37,13 @@ def _same(value, expected) -> bool:
     return int(a) == int(b)
 
 
+@pytest.mark.parametrize("profile", list(PROFILES))
 @pytest.mark.parametrize("name", MODELS)
-def test_every_op_every_sampled_element_is_reproduced(name):
-    """Every op instance: the default element and a few random ones, on a random input."""
-    _, interp, values = _run(FIXTURES / name, seed=3)
+def test_every_op_every_sampled_element_is_reproduced(name, profile):
+    """Every op instance of every fixture (every scheme) under every numerics profile: the
+    default element and a few random ones, on a random input -- an op without an explainer, or
+    an explanation that does not land on the profile's own output, fails."""
+    _, interp, values = _run(FIXTURES / name, seed=3, numerics=profile)
     rng = np.random.default_rng(7)
     for step in interp.plan:
         out = values[step.ctx.op.outputs[0]]
@@ -52,10 +56,12 @@ def test_every_op_every_sampled_element_is_reproduced(name):
             assert e.text().splitlines()[-1].startswith("TFLite source: ")
 
 
-@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_16x8.tflite", "tiny_dynamic.tflite"])
-def test_every_element_of_the_arithmetic_ops_on_text(name):
+@pytest.mark.parametrize("name,profile", [("tiny_int8.tflite", "litert-ref"), ("tiny_int8.tflite", "tflm"),
+                                          ("tiny_int8.tflite", "xnnpack"), ("tiny_16x8.tflite", "litert-ref"),
+                                          ("tiny_dynamic.tflite", "litert-ref")])
+def test_every_element_of_the_arithmetic_ops_on_text(name, profile):
     """Exhaustively, on a real text (padding and mask in play): every element of one op per kind."""
-    _, interp, values = _run(FIXTURES / name, text="a good day for a long walk by the river")
+    _, interp, values = _run(FIXTURES / name, text="a good day for a long walk by the river", numerics=profile)
     seen = set()
     for step in interp.plan:
         op = step.ctx.op

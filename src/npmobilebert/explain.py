@@ -21,6 +21,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .errors import InputError
+from .numerics import rule_of_source
 from .kernels import PreparedOp
 from .kernels.base import float32_of_exact, float_activation, sequential_float_matmul
 
@@ -238,6 +239,26 @@ def _requantize_steps(site: Site, x: int, multiplier: int, shift: int, indent: s
     return out
 
 
+def _fp32_requantize_steps(site: Site, x: int, scale: np.float32, what: str, indent: str = "  ") -> int:
+    """XNNPACK's fp32 requantization (fixedpoint.requantize_fp32), one step per line: the int32
+    value to float32, times the float32 scale, rounded to nearest, ties to even."""
+    as_float = np.float32(x)
+    product = np.float32(as_float * np.float32(scale))
+    out = int(fp.requantize_fp32(np.array([x], dtype=np.int64), scale)[0])
+    site.say(f"{indent}XNNPACK fp32 requantization: scale = {what} = {float(scale):.9g} (float32)")
+    rounded = "" if int(as_float) == x else f" (|{x}| > 2^24: rounded to {int(as_float)})"
+    site.say(f"{indent}(float) {x}{rounded} * {float(scale):.9g} = {float(product):.9g} (float32);"
+             f" rounded to nearest, ties to even = {out}")
+    return out
+
+
+def _rule_name(site: Site) -> str | None:
+    """The name of the numerics rule the op's kernel used (numerics.py), None for kernels that
+    no profile varies."""
+    rule = rule_of_source(site.step.rule)
+    return None if rule is None else rule.name
+
+
 def _clamp(site: Site, value: int, lo: int, hi: int, what: str = "") -> int:
     clamped = int(np.clip(value, lo, hi))
     why = f" ({what})" if what else ""
@@ -360,7 +381,12 @@ def _fc_requantize(site: Site, total: int, unit: int) -> int:
     double = int(fp.round_half_away(np.float64(total) * np.float64(eff)))
     double_words = (f"(int32) round((double) {total} * {eff:.10g}) = round({total * eff:.6f}) = {double}"
                     f"   (C round: ties away from zero)")
-    if "output_multiplier" not in p:                      # the double rule
+    if "scale" in p:                                      # the fp32 rule (XNNPACK)
+        scale = np.float32(np.asarray(p["scale"]).reshape(-1)[channel])
+        used = _fp32_requantize_steps(site, total, scale, "float32(in_scale * w_scale / out_scale)")
+        site.say(f"  [LiteRT's reference kernel (since 2025) rounds in double instead: {double_words}]")
+        other = double
+    elif "output_multiplier" not in p:                    # the double rule
         site.say(f"  reference kernel (since 2025): {double_words}")
         m0, shift = fp.quantize_multiplier(eff)
         site.say(f"  [TFLite Micro and the optimized kernels use the fixed-point form instead:"
@@ -375,7 +401,9 @@ def _fc_requantize(site: Site, total: int, unit: int) -> int:
             site.say(f"  MultiplyByQuantizedMultiplier(int64 {total}, M0 {m0}, shift {shift}): the multiplier"
                      f" rounded to 16 bits, one rounding shift = {used}")
         else:
-            site.say(f"  fixed point: QuantizeMultiplier = (M0 {m0}, shift {shift})")
+            product = ("double(in_scale) * double(w_scale) / double(out_scale)"
+                       if _rule_name(site) == "fixed-point" else "in_scale * w_scale / out_scale")
+            site.say(f"  fixed point: QuantizeMultiplier({product}) = (M0 {m0}, shift {shift})")
             used = _requantize_steps(site, total, m0, shift, indent="    ")
         site.say(f"  [LiteRT's reference kernel (since 2025) rounds once instead: {double_words}]")
         other = double
@@ -503,17 +531,16 @@ def explain_batch_matmul(site: Site):
     site.say(f"1. integer accumulation ({wide})")
     acc = _dot_terms(site, lhs, rhs, p["lhs_offset"], p["rhs_offset"])
     site.say()
-    site.say("2. requantization: fixed-point multiplier (no double path in BATCH_MATMUL)")
-    site.say(f"  real multiplier = float32(lhs_scale * rhs_scale) / out_scale = {p['real_multiplier']:.10g}")
-    if l_t.dtype == np.int16:
-        m = int(p["multiplier"])
-        reduced = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
-        site.say(f"  int64 accumulator: MultiplyByQuantizedMultiplier(int64) first rounds M0 {m} to 16 bits:"
-                 f" {reduced}; then (acc * {reduced} + 2^{14 - p['shift']}) >> {15 - p['shift']}")
-        scaled = int(fp.multiply_by_quantized_multiplier_int64(acc, m, p["shift"]))
-        site.say(f"  = ({acc} * {reduced} + rounding) >> {15 - p['shift']} = {scaled}")
+    if "scale" in p:                                      # XNNPACK fp32
+        site.say("2. requantization")
+        scaled = _fp32_requantize_steps(site, acc, np.float32(p["scale"]),
+                                        "float32(float32(lhs_scale * rhs_scale) / out_scale)")
     else:
-        scaled = _requantize_steps(site, acc, p["multiplier"], p["shift"])
+        how = ("double(lhs_scale) * double(rhs_scale) / double(out_scale)"
+               if _rule_name(site) == "fixed-point-f64" else "float32(lhs_scale * rhs_scale) / out_scale")
+        site.say("2. requantization: fixed-point multiplier (no double path in BATCH_MATMUL)")
+        site.say(f"  real multiplier = {how} = {p['real_multiplier']:.10g}")
+        scaled = _batch_matmul_fixed_point(site, acc, l_t.dtype == np.int16)
     lo, hi = int(np.iinfo(out_t.dtype).min), int(np.iinfo(out_t.dtype).max)
     site.say(f"  + output zero point {p['output_offset']}: {scaled + p['output_offset']}")
     q = _clamp(site, scaled + p["output_offset"], lo, hi, f"the {out_t.type_name} range")
@@ -524,6 +551,20 @@ def explain_batch_matmul(site: Site):
     site.say(f"  dequantized lhs {_floats(lf)}, rhs {_floats(rf)}")
     _float_comparison(site, q, float(lf @ rf), "dot(lhs, rhs) with dequantized values, in double")
     return q
+
+
+def _batch_matmul_fixed_point(site: Site, acc: int, wide: bool) -> int:
+    """MultiplyByQuantizedMultiplier of the accumulator: the int64 overload for int16 inputs."""
+    p = site.params
+    if not wide:
+        return _requantize_steps(site, acc, p["multiplier"], p["shift"])
+    m = int(p["multiplier"])
+    reduced = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
+    site.say(f"  int64 accumulator: MultiplyByQuantizedMultiplier(int64) first rounds M0 {m} to 16 bits:"
+             f" {reduced}; then (acc * {reduced} + 2^{14 - p['shift']}) >> {15 - p['shift']}")
+    scaled = int(fp.multiply_by_quantized_multiplier_int64(acc, m, p["shift"]))
+    site.say(f"  = ({acc} * {reduced} + rounding) >> {15 - p['shift']} = {scaled}")
+    return scaled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -538,6 +579,8 @@ def explain_softmax(site: Site):
     beta = float(np.float32(site.op.options.get("beta", 1.0)))
     if x_t.dtype == np.float32:
         return _softmax_float(site, row, j, beta)
+    if x_t.dtype == np.int8 and "table" in site.params:
+        return _softmax_int8_float_table(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _softmax_int8(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int16 and out_t.dtype == np.int16:
@@ -600,6 +643,33 @@ def _softmax_int8(site: Site, row: np.ndarray, j: int, beta: float):
     q = _clamp(site, out, out_min, out_max, f"the {out_t.type_name} range")
     site.say()
     site.say("7. what it approximates")
+    _float_comparison(site, q, _softmax_reference(site, row, j, beta),
+                      "softmax(beta * dequantized row)[j], in double")
+    return q
+
+
+def _softmax_int8_float_table(site: Site, row: np.ndarray, j: int, beta: float):
+    """LiteRT's builtin int8 SOFTMAX (softmax._prepare_int8_float_lut): a float table of exps."""
+    x_t, out_t, table = site.tensor(0), site.out_t, site.params["table"]
+    site.say(f"row of {row.size} int8 inputs {_quant_words(x_t)}: {_ints(row, 12)}")
+    mx = int(row.max())
+    d = mx - row
+    site.say()
+    site.say(f"1. row maximum {mx}; this element {int(row[j])}: d = {mx} - {int(row[j])} = {int(d[j])}")
+    site.say(f"2. float table, filled once (PopulateSoftmaxLookupTable): table[d] = expf(-in_scale * beta * d)"
+             f" = expf(-{_scale(x_t):.6g} * {beta:g} * {int(d[j])}) = {float(table[d[j]]):.9g} (float32)")
+    exps = table[d]
+    total = np.add.accumulate(exps, dtype=np.float32)[-1]
+    site.say(f"3. the row's table values summed one at a time in float32: {_floats(exps)} -> {float(total):.9g}")
+    inv = np.float32(np.float32(1) / np.float32(total * np.float32(_scale(out_t))))
+    site.say(f"4. 1 / (sum * out_scale) = 1 / ({float(total):.9g} * {_scale(out_t):.6g}) = {float(inv):.9g} (float32)")
+    prob = np.float32(exps[j] * inv)
+    r = int(fp.round_half_away(prob))
+    site.say(f"5. round({float(exps[j]):.9g} * {float(inv):.9g} = {float(prob):.9g}) = {r}   (std::round: ties away"
+             f" from zero); + zero point {_zp(out_t)} = {r + _zp(out_t)}")
+    q = _clamp(site, r + _zp(out_t), -128, 127, "int8")
+    site.say()
+    site.say("6. what it approximates")
     _float_comparison(site, q, _softmax_reference(site, row, j, beta),
                       "softmax(beta * dequantized row)[j], in double")
     return q
@@ -742,6 +812,8 @@ def explain_elementwise(site: Site):
 
 def _add_sub(site: Site, a: int, b: int, is_add: bool) -> int:
     p = site.params
+    if "a_multiplier" in p:
+        return _add_sub_xnnpack(site, a, b, is_add)
     left = p["left_shift"]
     site.say(f"1. both inputs onto one scale, 2 * max(s1, s2) / 2^{left}: minus the zero point, << {left}"
              f" for precision, times each input's multiplier s_i / (2 * max(s1, s2))")
@@ -758,12 +830,37 @@ def _add_sub(site: Site, a: int, b: int, is_add: bool) -> int:
     return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
 
 
+def _add_sub_xnnpack(site: Site, a: int, b: int, is_add: bool) -> int:
+    """XNNPACK qs8-vadd (elementwise._add_xnnpack): one integer multiplier per input, one shift."""
+    p = site.params
+    ma, mb, shift, bias = int(p["a_multiplier"]), int(p["b_multiplier"]), int(p["shift"]), int(p["bias"])
+    z1, z2 = _zp(site.tensor(0)), _zp(site.tensor(1))
+    site.say(f"XNNPACK qs8-vadd: each input's float32 ratio in_scale / out_scale as an integer multiplier"
+             f" of 2^-{shift} (about 21 bits)" + ("" if is_add else "; SUB negates the second one"))
+    site.say(f"  multipliers {ma} = {ma / 2**shift:.8g} * 2^{shift}, {mb} = {mb / 2**shift:.8g} * 2^{shift}")
+    site.say(f"  bias = 2^{shift - 1} (the rounding) - {ma}*({z1}) - {mb}*({z2}) = {bias}   (the zero points folded in)")
+    acc = int(fp.wrap_int32(bias + a * ma + b * mb))
+    site.say(f"1. {bias} + {a}*{ma} + {b}*{mb} = {acc} (int32)")
+    out = acc >> shift
+    site.say(f"2. {acc} >> {shift} = {out}   (arithmetic shift: with the 2^{shift - 1} in the bias, round half up)")
+    site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
+    lo, hi = p["activation_min"], p["activation_max"]
+    return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
+
+
 def _mul(site: Site, a: int, b: int) -> int:
     p = site.params
     prod = (a + p["input1_offset"]) * (b + p["input2_offset"])
     site.say(f"1. ({a} - {-p['input1_offset']}) * ({b} - {-p['input2_offset']}) = {prod}")
-    site.say(f"2. to the output scale: s1 * s2 / out_scale = {p['real_multiplier']:.10g} (float32)")
-    out = _requantize_steps(site, int(fp.wrap_int32(prod)), p["output_multiplier"], p["output_shift"])
+    if "scale" in p:                                      # XNNPACK fp32
+        site.say("2. to the output scale")
+        out = _fp32_requantize_steps(site, int(fp.wrap_int32(prod)), np.float32(p["scale"]),
+                                     "float32(float32(s1 * s2) / out_scale)")
+    else:
+        how = ("double(s1) * double(s2) / double(out_scale)" if _rule_name(site) == "fixed-point-f64"
+               else "float32(s1 * s2) / out_scale")
+        site.say(f"2. to the output scale: {how} = {p['real_multiplier']:.10g}")
+        out = _requantize_steps(site, int(fp.wrap_int32(prod)), p["output_multiplier"], p["output_shift"])
     site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
     lo, hi = p["activation_min"], p["activation_max"]
     return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
