@@ -131,18 +131,62 @@ def _single_op_cases():
         y = t("y", (2, 6), "int8", scale=0.07 if opcode == "MEAN" else 0.3, zero_point=2)
         cases.append((opmodels.single_op_model(opcode, [x, axes], [y], opts),
                       rng.integers(-128, 128, (2, 5, 6)).astype(np.int8)))
+    for opcode in ("MEAN", "SUM"):
+        for axes in ([1], [0, 1, 2]):
+            opts = opmodels.ReducerOptionsT()
+            opts.keepDims = False
+            out_shape = (2, 6) if len(axes) == 1 else ()
+            cases.append((opmodels.single_op_model(
+                opcode, [t("x", (2, 5, 6), "float32"), t("axes", (len(axes),), "int32", data=axes)],
+                [t("y", out_shape, "float32")], opts), rng.standard_normal((2, 5, 6)).astype(np.float32)))
+    for opcode in ("RELU", "RELU6"):
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "float32")], [t("y", shape, "float32")]),
+                      rng.standard_normal(shape).astype(np.float32) * 5))
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "int8", scale=0.05, zero_point=-7)],
+                                               [t("y", shape, "int8", scale=0.03, zero_point=-128)]),
+                      rng.integers(-128, 128, shape).astype(np.int8)))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "float32")], [t("y", shape, "float32")]),
+                  rng.uniform(0.01, 50, shape).astype(np.float32)))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "int8", scale=0.02, zero_point=-100)],
+                                           [t("y", shape, "int8", scale=0.05, zero_point=-128)]),
+                  rng.integers(-100, 128, shape).astype(np.int8)))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "int16", scale=1e-3, zero_point=0)],
+                                           [t("y", shape, "int16", scale=1e-3, zero_point=0)]),
+                  rng.integers(0, 32768, shape).astype(np.int16)))
     return cases
 
 
-def test_single_op_models_every_element():
-    for blob, data in _single_op_cases():
+def _binary_op_cases():
+    """Two-input ops the fixtures do not have: (model, [a, b])."""
+    opmodels = pytest.importorskip("opmodels")
+    t = opmodels.tensor
+    rng = np.random.default_rng(6)
+    shape = (4, 32)
+    opts = opmodels.SquaredDifferenceOptionsT()
+    return [
+        (opmodels.single_op_model("SQUARED_DIFFERENCE", [t("a", shape, "float32"), t("b", (32,), "float32")],
+                                  [t("y", shape, "float32")], opts),
+         [rng.standard_normal(shape).astype(np.float32), rng.standard_normal(32).astype(np.float32)]),
+        (opmodels.single_op_model("SQUARED_DIFFERENCE", [t("a", shape, "int8", scale=0.04, zero_point=3),
+                                                         t("b", (32,), "int8", scale=0.03, zero_point=-5)],
+                                  [t("y", shape, "int8", scale=0.05, zero_point=-128)], opts),
+         [rng.integers(-128, 128, shape).astype(np.int8), rng.integers(-128, 128, 32).astype(np.int8)]),
+    ]
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_single_op_models_every_element(profile):
+    """Ops and dtypes the fixtures do not have, one-op models, every element, every profile."""
+    cases = [(blob, [data]) for blob, data in _single_op_cases()] + _binary_op_cases()
+    for blob, arrays in cases:
         model = load_model(blob)
-        interp = Interpreter(model)
-        values = interp.run_all([data])
+        interp = Interpreter(model, numerics=profile)
+        values = interp.run_all(arrays)
         out = values[model.operators[0].outputs[0]]
         for index in np.ndindex(out.shape):
             e = explain(interp, values, 0, index)
-            assert e.explained and _same(e.value, out[index]), e.text()
+            assert e.explained, f"{model.operators[0].opcode}: no explainer"
+            assert _same(e.value, out[index]), e.text()
 
 
 # -- honesty: a wrong explanation is loud, a missing one says so -------------------------------------

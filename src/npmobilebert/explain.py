@@ -778,6 +778,136 @@ def _sigmoid_int16(site: Site, x: int, is_tanh: bool, exact):
 
 
 # ----------------------------------------------------------------------------------------------
+# RELU, RELU6
+# ----------------------------------------------------------------------------------------------
+
+@explains("RELU", "RELU6")
+def explain_relu(site: Site):
+    x_t, out_t = site.tensor(0), site.out_t
+    x = site.inputs[0][site.index]
+    name = site.op.opcode
+    if x_t.dtype == np.float32:
+        out = np.maximum(x, np.float32(0))
+        words = f"max({float(x):.9g}, 0) = {float(out):.9g}"
+        if name == "RELU6":
+            out = np.minimum(out, np.float32(6))
+            words = f"min(max({float(x):.9g}, 0), 6) = {float(out):.9g}"
+        site.say(f"float32: {words}")
+        return np.float32(out)
+    if x_t.dtype != np.int8:
+        return NotImplemented
+    p = site.params
+    site.say(f"int8 input {int(x)} {_quant_words(x_t)} = real {_real(int(x), x_t):.6g}")
+    site.say(f"1. requantize to the output scale (ReluX): in_scale / out_scale, minus the input zero point"
+             f" {p['input_zero_point']}: {int(x)} - {p['input_zero_point']} = {int(x) - p['input_zero_point']}")
+    v = _requantize_steps(site, int(x) - p["input_zero_point"], p["multiplier"], p["shift"])
+    site.say(f"  + output zero point {p['output_zero_point']}: {v + p['output_zero_point']}")
+    lo, hi = p["activation_min"], p["activation_max"]
+    site.say(f"2. the {name} itself is the clamp to the quantized bounds of its real range"
+             f" [0, {'inf' if name == 'RELU' else 6}]")
+    q = _clamp(site, v + p["output_zero_point"], lo, hi, name)
+    approx = max(_real(int(x), x_t), 0.0)
+    _float_comparison(site, q, min(approx, 6.0) if name == "RELU6" else approx, f"{name.lower()} of the input's real value")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# RSQRT
+# ----------------------------------------------------------------------------------------------
+
+@explains("RSQRT")
+def explain_rsqrt(site: Site):
+    from .kernels.elementwise import RSQRT_KEEP_SHIFT
+    x_t, out_t, p = site.tensor(0), site.out_t, site.params
+    x = site.inputs[0][site.index]
+    if x_t.dtype == np.float32:
+        root = np.sqrt(np.float32(x))
+        out = np.float32(np.float32(1) / root)
+        site.say(f"float32: 1.f / sqrtf({float(x):.9g}) = 1 / {float(root):.9g} = {float(out):.9g}"
+                 f" (each step correctly rounded)")
+        return out
+    if x_t.dtype == np.int16:
+        lut = p["lut"]
+        v = int(x)
+        index, offset = 256 + (v >> 7), v & 0x7F
+        site.say(f"int16 input {v} {_quant_words(x_t)}: a 513-entry table of 1/sqrt (LUTPopulate<int16>, float),"
+                 f" built once over the input range (non-positive inputs: the largest output)")
+        site.say(f"  LUTLookup: entry {index} (top 9 bits of {v} + 32768) = {int(lut[index])}, next {int(lut[index + 1])};"
+                 f" interpolated by the low 7 bits {offset}/128")
+        q = int(fp.lut_lookup_int16(np.int64(v), lut))
+        site.say(f"  = {q}")
+        real = _real(v, x_t)
+        if real > 0:
+            _float_comparison(site, q, 1 / np.sqrt(real), "1/sqrt of the input's real value, in double")
+        return q
+    if x_t.dtype != np.int8:
+        return NotImplemented
+    in_zp, out_zp = p["input_zero_point"], p["output_zero_point"]
+    value = int(x) - in_zp
+    site.say(f"int8 input {int(x)} {_quant_words(x_t)}: {int(x)} - zero point {in_zp} = {value}")
+    if value == 0:
+        site.say("  0: RsqrtEvalQuantizedInt8 writes the largest output, 127")
+        q = 127
+    else:
+        inv_m, inv_s = fp.inv_sqrt_quantized_multiplier_exp(np.int64(value))
+        inv_m, inv_s = int(inv_m), int(inv_s)
+        site.say(f"1. GetInvSqrtQuantizedMultiplierExp({value}): 1/sqrt by Newton-Raphson in Q3.28 ->"
+                 f" (M0 {inv_m}, shift {inv_s}) = {inv_m / 2**31 * 2.0**inv_s:.8g} (exact {1 / np.sqrt(value):.8g})")
+        data = int(fp.multiply_by_quantized_multiplier(1, inv_m, inv_s + RSQRT_KEEP_SHIFT))
+        site.say(f"2. to an integer with {RSQRT_KEEP_SHIFT} fraction bits: MultiplyByQuantizedMultiplier(1, M0,"
+                 f" shift + {RSQRT_KEEP_SHIFT}) = {data}")
+        site.say(f"3. times 1 / (sqrt(in_scale) * out_scale) (the product in float32), back by 2^{RSQRT_KEEP_SHIFT}")
+        out = _requantize_steps(site, data, p["multiplier"], p["shift"] - RSQRT_KEEP_SHIFT)
+        site.say(f"  + output zero point {out_zp}: {out + out_zp}")
+        q = _clamp(site, out + out_zp, -128, 127, "int8")
+    if q != int(p["table"][int(x) + 128]):
+        site.say(f"  !!! the kernel's table holds {int(p['table'][int(x) + 128])} !!!")
+    real = _real(int(x), x_t)
+    if real > 0:
+        _float_comparison(site, q, 1 / np.sqrt(real), "1/sqrt of the input's real value, in double")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# SQUARED_DIFFERENCE
+# ----------------------------------------------------------------------------------------------
+
+@explains("SQUARED_DIFFERENCE")
+def explain_squared_difference(site: Site):
+    a_t, b_t = site.tensor(0), site.tensor(1)
+    shape = site.output.shape
+    a = _broadcast_element(site.inputs[0], shape, site.index)
+    b = _broadcast_element(site.inputs[1], shape, site.index)
+    if a_t.dtype == np.float32:
+        d = np.float32(a - b)
+        out = np.float32(d * d)
+        site.say(f"float32: ({float(a):.9g} - {float(b):.9g})^2 = {float(d):.9g}^2 = {float(out):.9g}")
+        return out
+    if a_t.dtype != np.int8:
+        return NotImplemented
+    p = site.params
+    a, b = int(a), int(b)
+    left = p["left_shift"]
+    site.say(f"input 1: {a} from '{a_t.name}' {_quant_words(a_t)} = real {_real(a, a_t):.6g}")
+    site.say(f"input 2: {b} from '{b_t.name}' {_quant_words(b_t)} = real {_real(b, b_t):.6g}")
+    site.say()
+    site.say(f"1. both inputs onto one scale, 2 * max(s1, s2) / 2^{left} (as ADD does, with a {left}-bit shift)")
+    site.say(f"  input 1: ({a} - {-p['input1_offset']}) << {left} = {(a + p['input1_offset']) << left}")
+    ra = _requantize_steps(site, (a + p["input1_offset"]) << left, p["input1_multiplier"], p["input1_shift"], "    ")
+    site.say(f"  input 2: ({b} - {-p['input2_offset']}) << {left} = {(b + p['input2_offset']) << left}")
+    rb = _requantize_steps(site, (b + p["input2_offset"]) << left, p["input2_multiplier"], p["input2_shift"], "    ")
+    square = (ra - rb) * (ra - rb)
+    site.say(f"2. ({ra} - {rb})^2 = {square}")
+    site.say(f"3. to the output scale: (2 * max(s1, s2))^2 / (2^{2 * left} * out_scale)")
+    out = _requantize_steps(site, square, p["output_multiplier"], p["output_shift"])
+    site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
+    q = _clamp(site, out + p["output_offset"], -128, 127, "int8")
+    site.say()
+    _float_comparison(site, q, (_real(a, a_t) - _real(b, b_t)) ** 2, "(a - b)^2 of the real values, in double")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
 # ADD, SUB, MUL
 # ----------------------------------------------------------------------------------------------
 
@@ -927,6 +1057,8 @@ def explain_cast(site: Site):
 def explain_reduce(site: Site):
     from .kernels.reduce import mean_multiplier, resolve_axes, rows_to_reduce
     x_t, out_t, p = site.tensor(0), site.out_t, site.params
+    if x_t.dtype == np.float32:
+        return _reduce_float(site)
     if x_t.dtype not in (np.int8, np.int16):
         return NotImplemented
     x = site.inputs[0]
@@ -952,6 +1084,29 @@ def explain_reduce(site: Site):
         q = int(np.array(q, dtype=np.uint8).view(np.int8))
         site.say(f"  stored as a byte that reads back as int8 {q}")
     return q
+
+
+def _reduce_float(site: Site):
+    """reference_ops::Mean / ReduceGeneric (float): a float32 sum in the order the loop visits."""
+    from .kernels.reduce import resolve_axes, rows_to_reduce, sequential_sum
+    x = site.inputs[0]
+    axes = resolve_axes(site.inputs[1], x.ndim)
+    rows = rows_to_reduce(x, axes)
+    count = rows.shape[-1]
+    row = rows.reshape(-1, count)[int(np.ravel_multi_index(site.index, site.output.shape))]
+    site.say(f"{count} float32 values over axes {list(axes)}: {_floats(row)}")
+    if site.op.opcode == "SUM" and len(axes) == x.ndim and count > 0:
+        total = sequential_sum(row)
+        site.say(f"summed one at a time in float32, starting from the first value (ReduceAllDims): {float(total):.9g}")
+        return np.float32(total)
+    total = sequential_sum(row, np.float32(0))
+    site.say(f"summed one at a time in float32 from 0: {float(total):.9g}"
+             f" (in double: {float(row.astype(np.float64).sum()):.9g})")
+    if site.op.opcode == "SUM":
+        return np.float32(total)
+    out = np.float32(total / np.float32(count))
+    site.say(f"/ (float) {count} = {float(out):.9g}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

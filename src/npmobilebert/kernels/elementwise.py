@@ -315,7 +315,8 @@ def _prepare_rsqrt_int8(ctx: OpContext) -> PreparedOp:
         _check_positive(ctx, inputs[0], in_zp)
         return [table[inputs[0].astype(np.int64) + 128]]
 
-    return PreparedOp(ctx, run, {"multiplier": multiplier, "shift": shift, "table": table},
+    return PreparedOp(ctx, run, {"multiplier": multiplier, "shift": shift, "table": table,
+                                 "input_zero_point": in_zp, "output_zero_point": out_zp},
                       "tflite/kernels/elementwise.cc RsqrtEvalQuantizedInt8 "
                       "(common.h GetInvSqrtQuantizedMultiplierExp)")
 
