@@ -344,6 +344,29 @@ def test_diff_runtimes_names_the_rule():
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_rule_a_kernel_reports_maps_back_to_its_name(profile):
+    """diff-runtimes names a divergence's rule from the source string the kernel reports
+    (numerics.rule_of_source): every int8 op whose arithmetic a profile chooses reports the
+    source of one rule of its step, and the report shows that rule's name."""
+    from npmobilebert.diff_runtimes import _rule_lines
+    from npmobilebert.numerics import RULES, rule_of_source
+
+    steps = {"FULLY_CONNECTED": "fc_requantize", "ADD": "add_requantize", "SUB": "add_requantize",
+             "MUL": "mul_requantize", "BATCH_MATMUL": "batch_matmul_requantize", "SOFTMAX": "softmax_int8"}
+    seen = set()
+    for name in INT8_FIXTURES:
+        for step in Interpreter(load_model(str(FIXTURES / name)), numerics=profile).plan:
+            opcode = step.ctx.op.opcode
+            if opcode not in steps or step.ctx.inputs[0].dtype != np.int8:
+                continue
+            rule = rule_of_source(step.rule)
+            assert rule is not None and rule in RULES[steps[opcode]].values(), (opcode, step.rule)
+            assert f"rule '{rule.name}'" in _rule_lines(profile, step.rule)[0]
+            seen.add(opcode)
+    assert seen == set(steps)
+
+
 def test_docs_table_names_every_rule():
     """docs/numerics.md lists every rule of every profile with the source it mirrors."""
     from npmobilebert.numerics import RULES
