@@ -290,10 +290,12 @@ def test_bad_profile_on_the_command_line():
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite"])
+@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_int8-per-tensor.tflite", "tiny_16x8.tflite",
+                                  "tiny_16x8_tf215.tflite"])
 def test_xnnpack_profile_against_litert_default_resolver(name):
     """LiteRT's default resolver (XNNPACK + builtin kernels) vs the xnnpack profile: every
-    tensor of the int8 fixtures (the full-size model's measurement is in docs/numerics.md)."""
+    tensor of the int8 fixtures (the full-size model's measurement is in docs/numerics.md), and
+    of the 16x8 ones, whose FULLY_CONNECTEDs XNNPACK does not take."""
     pytest.importorskip("ai_edge_litert.interpreter")
     from npmobilebert.runtime import LiteRTRunner
 
