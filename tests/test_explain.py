@@ -145,6 +145,16 @@ def _single_op_cases():
         cases.append((opmodels.single_op_model(opcode, [t("x", shape, "int8", scale=0.05, zero_point=-7)],
                                                [t("y", shape, "int8", scale=0.03, zero_point=-128)]),
                       rng.integers(-128, 128, shape).astype(np.int8)))
+    for asymmetric in (False, True):
+        for scales in (0.02, list(rng.uniform(0.01, 0.03, 5))):
+            opts = opmodels.BatchMatMulOptionsT()
+            opts.asymmetricQuantizeInputs = asymmetric
+            # two batch dims on the lhs: the kernel reads scaling factors at its own batch offsets
+            w = t("w", (3, 8, 5), "int8", scale=scales, zero_point=0, quantized_dimension=2,
+                  data=rng.integers(-127, 128, (3, 8, 5)))
+            cases.append((opmodels.single_op_model("BATCH_MATMUL", [t("x", (2, 3, 4, 8), "float32"), w],
+                                                   [t("y", (2, 3, 4, 5), "float32")], opts),
+                          rng.standard_normal((2, 3, 4, 8)).astype(np.float32) + 0.5))
     cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "float32")], [t("y", shape, "float32")]),
                   rng.uniform(0.01, 50, shape).astype(np.float32)))
     cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "int8", scale=0.02, zero_point=-100)],

@@ -519,8 +519,10 @@ def explain_batch_matmul(site: Site):
         site.say(f"sum of {lhs.size} products, one at a time in float32 = {float(total):.9g}"
                  f" (in double: {float(lhs.astype(np.float64) @ rhs):.9g})")
         return np.float32(total)
+    if l_t.dtype == np.float32 and r_t.dtype == np.int8:
+        return _batch_matmul_hybrid(site)
     if l_t.dtype not in (np.int8, np.int16) or r_t.dtype != l_t.dtype:
-        return NotImplemented       # the hybrid kernel's batch indexing: not explained yet
+        return NotImplemented
     p = site.params
     lhs, rhs, r, c = _matmul_operands(site)
     lhs, rhs = lhs.astype(np.int64), rhs.astype(np.int64)
@@ -551,6 +553,69 @@ def explain_batch_matmul(site: Site):
     site.say(f"  dequantized lhs {_floats(lf)}, rhs {_floats(rf)}")
     _float_comparison(site, q, float(lf @ rf), "dot(lhs, rhs) with dequantized values, in double")
     return q
+
+
+def _batch_matmul_hybrid(site: Site):
+    """float32 x constant int8 (batch_matmul.cc EvalHybrid): each lhs row quantized on the fly,
+    an exact int32 dot product with a weight row, scaled back to float32. The scaling factor is
+    read at the kernel's own batch offset (batch_matmul._hybrid_batch_index), which is not the
+    row's own where several batch dims are broadcast."""
+    from .kernels.batch_matmul import _compressed_shapes, _extend5, _hybrid_batch_index
+    from .kernels.fully_connected import quantize_rows
+    l_t, r_t, p = site.tensor(0), site.tensor(1), site.params
+    adj_x, adj_y = bool(site.op.options.get("adj_x")), bool(site.op.options.get("adj_y"))
+    asymmetric = bool(p["asymmetric_quantize_inputs"])
+    lhs_shape, rhs_shape = _compressed_shapes(l_t.shape, r_t.shape, adj_x)
+    weights = site.inputs[1].reshape(rhs_shape).astype(np.int64)
+    if not adj_y:
+        weights = np.swapaxes(weights, -1, -2)                       # [..., cols, depth]
+    cols, depth = weights.shape[-2], weights.shape[-1]
+    w_ext = _extend5(weights.shape)
+    lhs = site.inputs[0].reshape(lhs_shape)
+    if adj_x:
+        lhs = np.swapaxes(lhs, -1, -2)
+    rows, l_ext = lhs.shape[-2], _extend5(lhs.shape)
+    out_batch = tuple(max(a, b) for a, b in zip(l_ext[:3], w_ext[:3]))
+    flat = int(np.ravel_multi_index(site.index, site.output.shape))
+    *batch, r, c = (int(i) for i in np.unravel_index(flat, out_batch + (rows, cols)))
+    l_batch = tuple(0 if n == 1 else i for n, i in zip(l_ext[:3], batch))
+    w_batch = tuple(0 if n == 1 else i for n, i in zip(w_ext[:3], batch))
+    x = lhs.reshape(l_ext)[l_batch + (r,)]
+    w = weights.reshape(w_ext)[w_batch + (c,)]
+    site.say(f"hybrid BATCH_MATMUL: float32 lhs, constant int8 rhs {_quant_words(r_t)}")
+    site.say(f"float32 lhs row {r} of batch {list(batch)}: {_floats(x)}")
+    site.say(f"int8 weights (rhs column {c}): {_ints(w)}")
+    site.say()
+    q_all, factors, offsets = quantize_rows(lhs.reshape(-1, depth), asymmetric)
+    q = q_all.reshape(l_ext)[l_batch + (r,)].astype(np.int64)
+    row_words = "asymmetric: (max - min) / 255 and a zero point" if asymmetric else "symmetric: max|x| / 127"
+    site.say(f"1. every lhs row quantized on the fly with its own scale ({row_words}): {_ints(q)}")
+    dot = int((q * w).sum())
+    site.say(f"2. int32 dot product with the weights: " + " + ".join(str(int(t)) for t in (q * w)[:N_TERMS])
+             + f" + ... = {dot}")
+    if not p["per_channel"]:
+        factors = (factors * np.float32(p["weights_scale"])).astype(np.float32)
+    at = int(_hybrid_batch_index(l_ext[:3], out_batch, rows)[tuple(batch)]) + r
+    correction = np.float32(0)
+    if asymmetric:
+        col = int(_hybrid_batch_index(w_ext[:3], out_batch, cols)[tuple(batch)]) + c
+        row_sum, offset = int(np.asarray(p["row_sums"])[col]), np.float32(offsets[at])
+        correction = np.float32(np.float32(row_sum) * offset)
+        site.say(f"  - weight row sum {row_sum} * input zero point {float(offset):g} (float32) = {float(correction):.9g}")
+    total = int(np.trunc(np.float32(np.float32(dot) - correction)))
+    if asymmetric:
+        site.say(f"  truncated back to int32: {total}")
+    site.say(f"3. scaling factor of row {at} (the kernel's batch offset{'' if at == int(np.ravel_multi_index(l_batch + (r,), l_ext[:4])) else ', not this row'}):"
+             f" {float(factors[at]):.9g}" + ("" if p["per_channel"] else " (input scale * weight scale, float32)"))
+    scale = np.float32(factors[at])
+    if p["per_channel"]:
+        scale = np.float32(scale * np.float32(np.asarray(p["weights_scale"])[c]))
+        site.say(f"  * channel {c}'s weight scale = {float(scale):.9g} (float32)")
+    out = np.float32(np.float32(0) + np.float32(scale * np.float32(total)))
+    site.say(f"  {total} * {float(scale):.9g} = {float(out):.9g} (float32)")
+    site.say(f"  with the lhs unquantized (weights as stored): "
+             f"{float(x.astype(np.float64) @ (w * float(np.asarray(p['weights_scale']).reshape(-1)[c if p['per_channel'] else 0]))):.9g}")
+    return out
 
 
 def _batch_matmul_fixed_point(site: Site, acc: int, wide: bool) -> int:
