@@ -605,7 +605,8 @@ def _batch_matmul_hybrid(site: Site):
     total = int(np.trunc(np.float32(np.float32(dot) - correction)))
     if asymmetric:
         site.say(f"  truncated back to int32: {total}")
-    site.say(f"3. scaling factor of row {at} (the kernel's batch offset{'' if at == int(np.ravel_multi_index(l_batch + (r,), l_ext[:4])) else ', not this row'}):"
+    own_row = int(np.ravel_multi_index(l_batch + (r,), l_ext[:4]))
+    site.say(f"3. scaling factor of row {at} (the kernel's batch offset{'' if at == own_row else ', not this row'}):"
              f" {float(factors[at]):.9g}" + ("" if p["per_channel"] else " (input scale * weight scale, float32)"))
     scale = np.float32(factors[at])
     if p["per_channel"]:
@@ -613,8 +614,8 @@ def _batch_matmul_hybrid(site: Site):
         site.say(f"  * channel {c}'s weight scale = {float(scale):.9g} (float32)")
     out = np.float32(np.float32(0) + np.float32(scale * np.float32(total)))
     site.say(f"  {total} * {float(scale):.9g} = {float(out):.9g} (float32)")
-    site.say(f"  with the lhs unquantized (weights as stored): "
-             f"{float(x.astype(np.float64) @ (w * float(np.asarray(p['weights_scale']).reshape(-1)[c if p['per_channel'] else 0]))):.9g}")
+    w_scale = float(np.asarray(p["weights_scale"]).reshape(-1)[c if p["per_channel"] else 0])
+    site.say(f"  with the lhs unquantized (weights as stored): {float(x.astype(np.float64) @ (w * w_scale)):.9g}")
     return out
 
 

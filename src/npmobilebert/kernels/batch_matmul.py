@@ -73,7 +73,8 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     if strategy == "fixed-point-f64":
         # TFLite Micro: the same GetQuantizedConvolutionMultipler, whose build in the tflite-micro
         # package multiplies the scales in double (see fully_connected._requantize_fixed_point)
-        real_multiplier = np.float64(scale_of(lhs_t)) * np.float64(scale_of(rhs_t)) / np.float64(scale_of(out_t))
+        real_multiplier = (np.float64(scale_of(lhs_t)) * np.float64(scale_of(rhs_t))
+                           / np.float64(scale_of(out_t)))
     else:
         # LiteRT: kernel_util.cc GetQuantizedConvolutionMultipler, a float32 product of the scales
         product_scale = np.float32(scale_of(lhs_t) * scale_of(rhs_t))

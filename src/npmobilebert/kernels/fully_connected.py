@@ -74,14 +74,15 @@ def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_
 
 def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_bound):
     """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected):
-    QuantizeMultiplier(double(in) * double(filter) / double(out)) per channel, and for
-    per-tensor weights too: there it comes from kernel_util.cc GetQuantizedConvolutionMultipler,
-    whose source (tflite-micro 90b983c, 2026-08) reads ``static_cast<double>(input->params.scale * filter->params.scale)`` (a
-    float32 product) but whose build in the tflite-micro package (0.dev20261023) converts both scales to double
-    before multiplying (its _runtime.so: cvtss2sd, cvtss2sd, mulsd) -- measured against the
-    package, the float32 product is 1 LSB off on rare accumulators. The accumulator then goes
-    through MultiplyByQuantizedMultiplier -- the int64 overload (16-bit multiplier) when the bias
-    is int64, as in 16x8 models."""
+    QuantizeMultiplier(double(in) * double(filter) / double(out)) per channel, and per tensor
+    too. There it comes from kernel_util.cc GetQuantizedConvolutionMultipler, whose source
+    (tflite-micro 90b983c, 2026-08) writes a float32 product,
+    ``static_cast<double>(input->params.scale * filter->params.scale)``, but whose build in the
+    tflite-micro package (0.dev20261023) converts both scales to double before multiplying (its
+    _runtime.so: cvtss2sd, cvtss2sd, mulsd): measured against the package, the float32 product
+    is 1 LSB off on rare accumulators. The accumulator then goes through
+    MultiplyByQuantizedMultiplier -- the int64 overload (16-bit multiplier) when the bias is
+    int64, as in 16x8 models."""
     reals = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
     multipliers, shifts = quantize_multipliers(reals)
     bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
