@@ -277,11 +277,28 @@ def test_dump_of_tflm_verifies_with_the_tflm_profile(tmp_path):
 
 
 def test_explain_follows_the_profile():
-    """explain of a FULLY_CONNECTED element under each profile reproduces that profile's value."""
-    for profile in ("litert-ref", "tflm"):
-        r = cli("explain", "-m", str(FIXTURES / "tiny_int8.tflite"), "--op", "12", "--numerics", profile)
+    """explain of a FULLY_CONNECTED element under each profile reproduces that profile's value;
+    under xnnpack, so do the SOFTMAX, ADD and MUL whose XNNPACK / builtin arithmetic differs."""
+    path = str(FIXTURES / "tiny_int8.tflite")
+    for profile in PROFILES:
+        r = cli("explain", "-m", path, "--op", "12", "--numerics", profile)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert f"({profile} numerics)" in r.stdout
+        assert f"({profile} numerics)" in r.stdout and "identical" in r.stdout
+    operators = load_model(path).operators
+    for opcode, words in (("SOFTMAX", "expf"), ("ADD", "qs8-vadd"), ("MUL", "XNNPACK fp32")):
+        op = next(o for o in operators if o.opcode == opcode)
+        r = cli("explain", "-m", path, "--op", str(op.index), "--numerics", "xnnpack")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert words in r.stdout and "the interpreter's output element: identical" in r.stdout
+
+
+@needs_tflm
+def test_cli_verify_per_tensor_against_tflm():
+    """verify --against tflm --numerics tflm on the per-tensor int8 fixture: every tensor."""
+    r = cli("verify", "-m", str(FIXTURES / "tiny_int8-per-tensor.tflite"), "--against", "tflm",
+            "--numerics", "tflm", "--random", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "numerics profile: tflm" in r.stdout and "every tensor is identical" in r.stdout
 
 
 def test_bad_profile_on_the_command_line():
