@@ -15,15 +15,16 @@ from npmobilebert.explain import explain, explain_step
 from npmobilebert.inputs import InputMaker
 from npmobilebert.interpreter import Interpreter
 from npmobilebert.model import load_model
+from npmobilebert.numerics import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.tflite"))
 ELEMENTS_PER_OP = 4
 
 
-def _run(path, seed=0, text=None):
+def _run(path, seed=0, text=None, numerics=None):
     model = load_model(str(path))
-    interp = Interpreter(model)
+    interp = Interpreter(model, numerics=numerics)
     maker = InputMaker(model)
     made = maker.from_text(text) if text else maker.random(np.random.default_rng(seed))
     return model, interp, interp.run_all(made.arrays)
@@ -36,10 +37,13 @@ def _same(value, expected) -> bool:
     return int(a) == int(b)
 
 
+@pytest.mark.parametrize("profile", list(PROFILES))
 @pytest.mark.parametrize("name", MODELS)
-def test_every_op_every_sampled_element_is_reproduced(name):
-    """Every op instance: the default element and a few random ones, on a random input."""
-    _, interp, values = _run(FIXTURES / name, seed=3)
+def test_every_op_every_sampled_element_is_reproduced(name, profile):
+    """Every op instance of every fixture (every scheme) under every numerics profile: the
+    default element and a few random ones, on a random input -- an op without an explainer, or
+    an explanation that does not land on the profile's own output, fails."""
+    _, interp, values = _run(FIXTURES / name, seed=3, numerics=profile)
     rng = np.random.default_rng(7)
     for step in interp.plan:
         out = values[step.ctx.op.outputs[0]]
@@ -52,10 +56,12 @@ def test_every_op_every_sampled_element_is_reproduced(name):
             assert e.text().splitlines()[-1].startswith("TFLite source: ")
 
 
-@pytest.mark.parametrize("name", ["tiny_int8.tflite", "tiny_16x8.tflite", "tiny_dynamic.tflite"])
-def test_every_element_of_the_arithmetic_ops_on_text(name):
+@pytest.mark.parametrize("name,profile", [("tiny_int8.tflite", "litert-ref"), ("tiny_int8.tflite", "tflm"),
+                                          ("tiny_int8.tflite", "xnnpack"), ("tiny_16x8.tflite", "litert-ref"),
+                                          ("tiny_dynamic.tflite", "litert-ref")])
+def test_every_element_of_the_arithmetic_ops_on_text(name, profile):
     """Exhaustively, on a real text (padding and mask in play): every element of one op per kind."""
-    _, interp, values = _run(FIXTURES / name, text="a good day for a long walk by the river")
+    _, interp, values = _run(FIXTURES / name, text="a good day for a long walk by the river", numerics=profile)
     seen = set()
     for step in interp.plan:
         op = step.ctx.op
@@ -125,18 +131,72 @@ def _single_op_cases():
         y = t("y", (2, 6), "int8", scale=0.07 if opcode == "MEAN" else 0.3, zero_point=2)
         cases.append((opmodels.single_op_model(opcode, [x, axes], [y], opts),
                       rng.integers(-128, 128, (2, 5, 6)).astype(np.int8)))
+    for opcode in ("MEAN", "SUM"):
+        for axes in ([1], [0, 1, 2]):
+            opts = opmodels.ReducerOptionsT()
+            opts.keepDims = False
+            out_shape = (2, 6) if len(axes) == 1 else ()
+            cases.append((opmodels.single_op_model(
+                opcode, [t("x", (2, 5, 6), "float32"), t("axes", (len(axes),), "int32", data=axes)],
+                [t("y", out_shape, "float32")], opts), rng.standard_normal((2, 5, 6)).astype(np.float32)))
+    for opcode in ("RELU", "RELU6"):
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "float32")], [t("y", shape, "float32")]),
+                      rng.standard_normal(shape).astype(np.float32) * 5))
+        cases.append((opmodels.single_op_model(opcode, [t("x", shape, "int8", scale=0.05, zero_point=-7)],
+                                               [t("y", shape, "int8", scale=0.03, zero_point=-128)]),
+                      rng.integers(-128, 128, shape).astype(np.int8)))
+    for asymmetric in (False, True):
+        for scales in (0.02, list(rng.uniform(0.01, 0.03, 5))):
+            opts = opmodels.BatchMatMulOptionsT()
+            opts.asymmetricQuantizeInputs = asymmetric
+            # two batch dims on the lhs: the kernel reads scaling factors at its own batch offsets
+            w = t("w", (3, 8, 5), "int8", scale=scales, zero_point=0, quantized_dimension=2,
+                  data=rng.integers(-127, 128, (3, 8, 5)))
+            cases.append((opmodels.single_op_model("BATCH_MATMUL", [t("x", (2, 3, 4, 8), "float32"), w],
+                                                   [t("y", (2, 3, 4, 5), "float32")], opts),
+                          rng.standard_normal((2, 3, 4, 8)).astype(np.float32) + 0.5))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "float32")], [t("y", shape, "float32")]),
+                  rng.uniform(0.01, 50, shape).astype(np.float32)))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "int8", scale=0.02, zero_point=-100)],
+                                           [t("y", shape, "int8", scale=0.05, zero_point=-128)]),
+                  rng.integers(-100, 128, shape).astype(np.int8)))
+    cases.append((opmodels.single_op_model("RSQRT", [t("x", shape, "int16", scale=1e-3, zero_point=0)],
+                                           [t("y", shape, "int16", scale=1e-3, zero_point=0)]),
+                  rng.integers(0, 32768, shape).astype(np.int16)))
     return cases
 
 
-def test_single_op_models_every_element():
-    for blob, data in _single_op_cases():
+def _binary_op_cases():
+    """Two-input ops the fixtures do not have: (model, [a, b])."""
+    opmodels = pytest.importorskip("opmodels")
+    t = opmodels.tensor
+    rng = np.random.default_rng(6)
+    shape = (4, 32)
+    opts = opmodels.SquaredDifferenceOptionsT()
+    return [
+        (opmodels.single_op_model("SQUARED_DIFFERENCE", [t("a", shape, "float32"), t("b", (32,), "float32")],
+                                  [t("y", shape, "float32")], opts),
+         [rng.standard_normal(shape).astype(np.float32), rng.standard_normal(32).astype(np.float32)]),
+        (opmodels.single_op_model("SQUARED_DIFFERENCE", [t("a", shape, "int8", scale=0.04, zero_point=3),
+                                                         t("b", (32,), "int8", scale=0.03, zero_point=-5)],
+                                  [t("y", shape, "int8", scale=0.05, zero_point=-128)], opts),
+         [rng.integers(-128, 128, shape).astype(np.int8), rng.integers(-128, 128, 32).astype(np.int8)]),
+    ]
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_single_op_models_every_element(profile):
+    """Ops and dtypes the fixtures do not have, one-op models, every element, every profile."""
+    cases = [(blob, [data]) for blob, data in _single_op_cases()] + _binary_op_cases()
+    for blob, arrays in cases:
         model = load_model(blob)
-        interp = Interpreter(model)
-        values = interp.run_all([data])
+        interp = Interpreter(model, numerics=profile)
+        values = interp.run_all(arrays)
         out = values[model.operators[0].outputs[0]]
         for index in np.ndindex(out.shape):
             e = explain(interp, values, 0, index)
-            assert e.explained and _same(e.value, out[index]), e.text()
+            assert e.explained, f"{model.operators[0].opcode}: no explainer"
+            assert _same(e.value, out[index]), e.text()
 
 
 # -- honesty: a wrong explanation is loud, a missing one says so -------------------------------------

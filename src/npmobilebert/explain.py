@@ -21,6 +21,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .errors import InputError, escape_text
+from .numerics import rule_of_source
 from .kernels import PreparedOp
 from .kernels.base import float32_of_exact, float_activation, sequential_float_matmul
 
@@ -238,6 +239,26 @@ def _requantize_steps(site: Site, x: int, multiplier: int, shift: int, indent: s
     return out
 
 
+def _fp32_requantize_steps(site: Site, x: int, scale: np.float32, what: str, indent: str = "  ") -> int:
+    """XNNPACK's fp32 requantization (fixedpoint.requantize_fp32), one step per line: the int32
+    value to float32, times the float32 scale, rounded to nearest, ties to even."""
+    as_float = np.float32(x)
+    product = np.float32(as_float * np.float32(scale))
+    out = int(fp.requantize_fp32(np.array([x], dtype=np.int64), scale)[0])
+    site.say(f"{indent}XNNPACK fp32 requantization: scale = {what} = {float(scale):.9g} (float32)")
+    rounded = "" if int(as_float) == x else f" (|{x}| > 2^24: rounded to {int(as_float)})"
+    site.say(f"{indent}(float) {x}{rounded} * {float(scale):.9g} = {float(product):.9g} (float32);"
+             f" rounded to nearest, ties to even = {out}")
+    return out
+
+
+def _rule_name(site: Site) -> str | None:
+    """The name of the numerics rule the op's kernel used (numerics.py), None for kernels that
+    no profile varies."""
+    rule = rule_of_source(site.step.rule)
+    return None if rule is None else rule.name
+
+
 def _clamp(site: Site, value: int, lo: int, hi: int, what: str = "") -> int:
     clamped = int(np.clip(value, lo, hi))
     why = f" ({what})" if what else ""
@@ -360,7 +381,12 @@ def _fc_requantize(site: Site, total: int, unit: int) -> int:
     double = int(fp.round_half_away(np.float64(total) * np.float64(eff)))
     double_words = (f"(int32) round((double) {total} * {eff:.10g}) = round({total * eff:.6f}) = {double}"
                     f"   (C round: ties away from zero)")
-    if "output_multiplier" not in p:                      # the double rule
+    if "scale" in p:                                      # the fp32 rule (XNNPACK)
+        scale = np.float32(np.asarray(p["scale"]).reshape(-1)[channel])
+        used = _fp32_requantize_steps(site, total, scale, "float32(in_scale * w_scale / out_scale)")
+        site.say(f"  [LiteRT's reference kernel (since 2025) rounds in double instead: {double_words}]")
+        other = double
+    elif "output_multiplier" not in p:                    # the double rule
         site.say(f"  reference kernel (since 2025): {double_words}")
         m0, shift = fp.quantize_multiplier(eff)
         site.say(f"  [TFLite Micro and the optimized kernels use the fixed-point form instead:"
@@ -375,7 +401,9 @@ def _fc_requantize(site: Site, total: int, unit: int) -> int:
             site.say(f"  MultiplyByQuantizedMultiplier(int64 {total}, M0 {m0}, shift {shift}): the multiplier"
                      f" rounded to 16 bits, one rounding shift = {used}")
         else:
-            site.say(f"  fixed point: QuantizeMultiplier = (M0 {m0}, shift {shift})")
+            product = ("double(in_scale) * double(w_scale) / double(out_scale)"
+                       if _rule_name(site) == "fixed-point" else "in_scale * w_scale / out_scale")
+            site.say(f"  fixed point: QuantizeMultiplier({product}) = (M0 {m0}, shift {shift})")
             used = _requantize_steps(site, total, m0, shift, indent="    ")
         site.say(f"  [LiteRT's reference kernel (since 2025) rounds once instead: {double_words}]")
         other = double
@@ -491,8 +519,10 @@ def explain_batch_matmul(site: Site):
         site.say(f"sum of {lhs.size} products, one at a time in float32 = {float(total):.9g}"
                  f" (in double: {float(lhs.astype(np.float64) @ rhs):.9g})")
         return np.float32(total)
+    if l_t.dtype == np.float32 and r_t.dtype == np.int8:
+        return _batch_matmul_hybrid(site)
     if l_t.dtype not in (np.int8, np.int16) or r_t.dtype != l_t.dtype:
-        return NotImplemented       # the hybrid kernel's batch indexing: not explained yet
+        return NotImplemented
     p = site.params
     lhs, rhs, r, c = _matmul_operands(site)
     lhs, rhs = lhs.astype(np.int64), rhs.astype(np.int64)
@@ -503,17 +533,16 @@ def explain_batch_matmul(site: Site):
     site.say(f"1. integer accumulation ({wide})")
     acc = _dot_terms(site, lhs, rhs, p["lhs_offset"], p["rhs_offset"])
     site.say()
-    site.say("2. requantization: fixed-point multiplier (no double path in BATCH_MATMUL)")
-    site.say(f"  real multiplier = float32(lhs_scale * rhs_scale) / out_scale = {p['real_multiplier']:.10g}")
-    if l_t.dtype == np.int16:
-        m = int(p["multiplier"])
-        reduced = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
-        site.say(f"  int64 accumulator: MultiplyByQuantizedMultiplier(int64) first rounds M0 {m} to 16 bits:"
-                 f" {reduced}; then (acc * {reduced} + 2^{14 - p['shift']}) >> {15 - p['shift']}")
-        scaled = int(fp.multiply_by_quantized_multiplier_int64(acc, m, p["shift"]))
-        site.say(f"  = ({acc} * {reduced} + rounding) >> {15 - p['shift']} = {scaled}")
+    if "scale" in p:                                      # XNNPACK fp32
+        site.say("2. requantization")
+        scaled = _fp32_requantize_steps(site, acc, np.float32(p["scale"]),
+                                        "float32(float32(lhs_scale * rhs_scale) / out_scale)")
     else:
-        scaled = _requantize_steps(site, acc, p["multiplier"], p["shift"])
+        how = ("double(lhs_scale) * double(rhs_scale) / double(out_scale)"
+               if _rule_name(site) == "fixed-point-f64" else "float32(lhs_scale * rhs_scale) / out_scale")
+        site.say("2. requantization: fixed-point multiplier (no double path in BATCH_MATMUL)")
+        site.say(f"  real multiplier = {how} = {p['real_multiplier']:.10g}")
+        scaled = _batch_matmul_fixed_point(site, acc, l_t.dtype == np.int16)
     lo, hi = int(np.iinfo(out_t.dtype).min), int(np.iinfo(out_t.dtype).max)
     site.say(f"  + output zero point {p['output_offset']}: {scaled + p['output_offset']}")
     q = _clamp(site, scaled + p["output_offset"], lo, hi, f"the {out_t.type_name} range")
@@ -524,6 +553,84 @@ def explain_batch_matmul(site: Site):
     site.say(f"  dequantized lhs {_floats(lf)}, rhs {_floats(rf)}")
     _float_comparison(site, q, float(lf @ rf), "dot(lhs, rhs) with dequantized values, in double")
     return q
+
+
+def _batch_matmul_hybrid(site: Site):
+    """float32 x constant int8 (batch_matmul.cc EvalHybrid): each lhs row quantized on the fly,
+    an exact int32 dot product with a weight row, scaled back to float32. The scaling factor is
+    read at the kernel's own batch offset (batch_matmul._hybrid_batch_index), which is not the
+    row's own where several batch dims are broadcast."""
+    from .kernels.batch_matmul import _compressed_shapes, _extend5, _hybrid_batch_index
+    from .kernels.fully_connected import quantize_rows
+    l_t, r_t, p = site.tensor(0), site.tensor(1), site.params
+    adj_x, adj_y = bool(site.op.options.get("adj_x")), bool(site.op.options.get("adj_y"))
+    asymmetric = bool(p["asymmetric_quantize_inputs"])
+    lhs_shape, rhs_shape = _compressed_shapes(l_t.shape, r_t.shape, adj_x)
+    weights = site.inputs[1].reshape(rhs_shape).astype(np.int64)
+    if not adj_y:
+        weights = np.swapaxes(weights, -1, -2)                       # [..., cols, depth]
+    cols, depth = weights.shape[-2], weights.shape[-1]
+    w_ext = _extend5(weights.shape)
+    lhs = site.inputs[0].reshape(lhs_shape)
+    if adj_x:
+        lhs = np.swapaxes(lhs, -1, -2)
+    rows, l_ext = lhs.shape[-2], _extend5(lhs.shape)
+    out_batch = tuple(max(a, b) for a, b in zip(l_ext[:3], w_ext[:3]))
+    flat = int(np.ravel_multi_index(site.index, site.output.shape))
+    *batch, r, c = (int(i) for i in np.unravel_index(flat, out_batch + (rows, cols)))
+    l_batch = tuple(0 if n == 1 else i for n, i in zip(l_ext[:3], batch))
+    w_batch = tuple(0 if n == 1 else i for n, i in zip(w_ext[:3], batch))
+    x = lhs.reshape(l_ext)[l_batch + (r,)]
+    w = weights.reshape(w_ext)[w_batch + (c,)]
+    site.say(f"hybrid BATCH_MATMUL: float32 lhs, constant int8 rhs {_quant_words(r_t)}")
+    site.say(f"float32 lhs row {r} of batch {list(batch)}: {_floats(x)}")
+    site.say(f"int8 weights (rhs column {c}): {_ints(w)}")
+    site.say()
+    q_all, factors, offsets = quantize_rows(lhs.reshape(-1, depth), asymmetric)
+    q = q_all.reshape(l_ext)[l_batch + (r,)].astype(np.int64)
+    row_words = "asymmetric: (max - min) / 255 and a zero point" if asymmetric else "symmetric: max|x| / 127"
+    site.say(f"1. every lhs row quantized on the fly with its own scale ({row_words}): {_ints(q)}")
+    dot = int((q * w).sum())
+    site.say(f"2. int32 dot product with the weights: " + " + ".join(str(int(t)) for t in (q * w)[:N_TERMS])
+             + f" + ... = {dot}")
+    if not p["per_channel"]:
+        factors = (factors * np.float32(p["weights_scale"])).astype(np.float32)
+    at = int(_hybrid_batch_index(l_ext[:3], out_batch, rows)[tuple(batch)]) + r
+    correction = np.float32(0)
+    if asymmetric:
+        col = int(_hybrid_batch_index(w_ext[:3], out_batch, cols)[tuple(batch)]) + c
+        row_sum, offset = int(np.asarray(p["row_sums"])[col]), np.float32(offsets[at])
+        correction = np.float32(np.float32(row_sum) * offset)
+        site.say(f"  - weight row sum {row_sum} * input zero point {float(offset):g} (float32) = {float(correction):.9g}")
+    total = int(np.trunc(np.float32(np.float32(dot) - correction)))
+    if asymmetric:
+        site.say(f"  truncated back to int32: {total}")
+    own_row = int(np.ravel_multi_index(l_batch + (r,), l_ext[:4]))
+    site.say(f"3. scaling factor of row {at} (the kernel's batch offset{'' if at == own_row else ', not this row'}):"
+             f" {float(factors[at]):.9g}" + ("" if p["per_channel"] else " (input scale * weight scale, float32)"))
+    scale = np.float32(factors[at])
+    if p["per_channel"]:
+        scale = np.float32(scale * np.float32(np.asarray(p["weights_scale"])[c]))
+        site.say(f"  * channel {c}'s weight scale = {float(scale):.9g} (float32)")
+    out = np.float32(np.float32(0) + np.float32(scale * np.float32(total)))
+    site.say(f"  {total} * {float(scale):.9g} = {float(out):.9g} (float32)")
+    w_scale = float(np.asarray(p["weights_scale"]).reshape(-1)[c if p["per_channel"] else 0])
+    site.say(f"  with the lhs unquantized (weights as stored): {float(x.astype(np.float64) @ (w * w_scale)):.9g}")
+    return out
+
+
+def _batch_matmul_fixed_point(site: Site, acc: int, wide: bool) -> int:
+    """MultiplyByQuantizedMultiplier of the accumulator: the int64 overload for int16 inputs."""
+    p = site.params
+    if not wide:
+        return _requantize_steps(site, acc, p["multiplier"], p["shift"])
+    m = int(p["multiplier"])
+    reduced = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
+    site.say(f"  int64 accumulator: MultiplyByQuantizedMultiplier(int64) first rounds M0 {m} to 16 bits:"
+             f" {reduced}; then (acc * {reduced} + 2^{14 - p['shift']}) >> {15 - p['shift']}")
+    scaled = int(fp.multiply_by_quantized_multiplier_int64(acc, m, p["shift"]))
+    site.say(f"  = ({acc} * {reduced} + rounding) >> {15 - p['shift']} = {scaled}")
+    return scaled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -538,6 +645,8 @@ def explain_softmax(site: Site):
     beta = float(np.float32(site.op.options.get("beta", 1.0)))
     if x_t.dtype == np.float32:
         return _softmax_float(site, row, j, beta)
+    if x_t.dtype == np.int8 and "table" in site.params:
+        return _softmax_int8_float_table(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _softmax_int8(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int16 and out_t.dtype == np.int16:
@@ -600,6 +709,33 @@ def _softmax_int8(site: Site, row: np.ndarray, j: int, beta: float):
     q = _clamp(site, out, out_min, out_max, f"the {out_t.type_name} range")
     site.say()
     site.say("7. what it approximates")
+    _float_comparison(site, q, _softmax_reference(site, row, j, beta),
+                      "softmax(beta * dequantized row)[j], in double")
+    return q
+
+
+def _softmax_int8_float_table(site: Site, row: np.ndarray, j: int, beta: float):
+    """LiteRT's builtin int8 SOFTMAX (softmax._prepare_int8_float_lut): a float table of exps."""
+    x_t, out_t, table = site.tensor(0), site.out_t, site.params["table"]
+    site.say(f"row of {row.size} int8 inputs {_quant_words(x_t)}: {_ints(row, 12)}")
+    mx = int(row.max())
+    d = mx - row
+    site.say()
+    site.say(f"1. row maximum {mx}; this element {int(row[j])}: d = {mx} - {int(row[j])} = {int(d[j])}")
+    site.say(f"2. float table, filled once (PopulateSoftmaxLookupTable): table[d] = expf(-in_scale * beta * d)"
+             f" = expf(-{_scale(x_t):.6g} * {beta:g} * {int(d[j])}) = {float(table[d[j]]):.9g} (float32)")
+    exps = table[d]
+    total = np.add.accumulate(exps, dtype=np.float32)[-1]
+    site.say(f"3. the row's table values summed one at a time in float32: {_floats(exps)} -> {float(total):.9g}")
+    inv = np.float32(np.float32(1) / np.float32(total * np.float32(_scale(out_t))))
+    site.say(f"4. 1 / (sum * out_scale) = 1 / ({float(total):.9g} * {_scale(out_t):.6g}) = {float(inv):.9g} (float32)")
+    prob = np.float32(exps[j] * inv)
+    r = int(fp.round_half_away(prob))
+    site.say(f"5. round({float(exps[j]):.9g} * {float(inv):.9g} = {float(prob):.9g}) = {r}   (std::round: ties away"
+             f" from zero); + zero point {_zp(out_t)} = {r + _zp(out_t)}")
+    q = _clamp(site, r + _zp(out_t), -128, 127, "int8")
+    site.say()
+    site.say("6. what it approximates")
     _float_comparison(site, q, _softmax_reference(site, row, j, beta),
                       "softmax(beta * dequantized row)[j], in double")
     return q
@@ -708,6 +844,136 @@ def _sigmoid_int16(site: Site, x: int, is_tanh: bool, exact):
 
 
 # ----------------------------------------------------------------------------------------------
+# RELU, RELU6
+# ----------------------------------------------------------------------------------------------
+
+@explains("RELU", "RELU6")
+def explain_relu(site: Site):
+    x_t, out_t = site.tensor(0), site.out_t
+    x = site.inputs[0][site.index]
+    name = site.op.opcode
+    if x_t.dtype == np.float32:
+        out = np.maximum(x, np.float32(0))
+        words = f"max({float(x):.9g}, 0) = {float(out):.9g}"
+        if name == "RELU6":
+            out = np.minimum(out, np.float32(6))
+            words = f"min(max({float(x):.9g}, 0), 6) = {float(out):.9g}"
+        site.say(f"float32: {words}")
+        return np.float32(out)
+    if x_t.dtype != np.int8:
+        return NotImplemented
+    p = site.params
+    site.say(f"int8 input {int(x)} {_quant_words(x_t)} = real {_real(int(x), x_t):.6g}")
+    site.say(f"1. requantize to the output scale (ReluX): in_scale / out_scale, minus the input zero point"
+             f" {p['input_zero_point']}: {int(x)} - {p['input_zero_point']} = {int(x) - p['input_zero_point']}")
+    v = _requantize_steps(site, int(x) - p["input_zero_point"], p["multiplier"], p["shift"])
+    site.say(f"  + output zero point {p['output_zero_point']}: {v + p['output_zero_point']}")
+    lo, hi = p["activation_min"], p["activation_max"]
+    site.say(f"2. the {name} itself is the clamp to the quantized bounds of its real range"
+             f" [0, {'inf' if name == 'RELU' else 6}]")
+    q = _clamp(site, v + p["output_zero_point"], lo, hi, name)
+    approx = max(_real(int(x), x_t), 0.0)
+    _float_comparison(site, q, min(approx, 6.0) if name == "RELU6" else approx, f"{name.lower()} of the input's real value")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# RSQRT
+# ----------------------------------------------------------------------------------------------
+
+@explains("RSQRT")
+def explain_rsqrt(site: Site):
+    from .kernels.elementwise import RSQRT_KEEP_SHIFT
+    x_t, out_t, p = site.tensor(0), site.out_t, site.params
+    x = site.inputs[0][site.index]
+    if x_t.dtype == np.float32:
+        root = np.sqrt(np.float32(x))
+        out = np.float32(np.float32(1) / root)
+        site.say(f"float32: 1.f / sqrtf({float(x):.9g}) = 1 / {float(root):.9g} = {float(out):.9g}"
+                 f" (each step correctly rounded)")
+        return out
+    if x_t.dtype == np.int16:
+        lut = p["lut"]
+        v = int(x)
+        index, offset = 256 + (v >> 7), v & 0x7F
+        site.say(f"int16 input {v} {_quant_words(x_t)}: a 513-entry table of 1/sqrt (LUTPopulate<int16>, float),"
+                 f" built once over the input range (non-positive inputs: the largest output)")
+        site.say(f"  LUTLookup: entry {index} (top 9 bits of {v} + 32768) = {int(lut[index])}, next {int(lut[index + 1])};"
+                 f" interpolated by the low 7 bits {offset}/128")
+        q = int(fp.lut_lookup_int16(np.int64(v), lut))
+        site.say(f"  = {q}")
+        real = _real(v, x_t)
+        if real > 0:
+            _float_comparison(site, q, 1 / np.sqrt(real), "1/sqrt of the input's real value, in double")
+        return q
+    if x_t.dtype != np.int8:
+        return NotImplemented
+    in_zp, out_zp = p["input_zero_point"], p["output_zero_point"]
+    value = int(x) - in_zp
+    site.say(f"int8 input {int(x)} {_quant_words(x_t)}: {int(x)} - zero point {in_zp} = {value}")
+    if value == 0:
+        site.say("  0: RsqrtEvalQuantizedInt8 writes the largest output, 127")
+        q = 127
+    else:
+        inv_m, inv_s = fp.inv_sqrt_quantized_multiplier_exp(np.int64(value))
+        inv_m, inv_s = int(inv_m), int(inv_s)
+        site.say(f"1. GetInvSqrtQuantizedMultiplierExp({value}): 1/sqrt by Newton-Raphson in Q3.28 ->"
+                 f" (M0 {inv_m}, shift {inv_s}) = {inv_m / 2**31 * 2.0**inv_s:.8g} (exact {1 / np.sqrt(value):.8g})")
+        data = int(fp.multiply_by_quantized_multiplier(1, inv_m, inv_s + RSQRT_KEEP_SHIFT))
+        site.say(f"2. to an integer with {RSQRT_KEEP_SHIFT} fraction bits: MultiplyByQuantizedMultiplier(1, M0,"
+                 f" shift + {RSQRT_KEEP_SHIFT}) = {data}")
+        site.say(f"3. times 1 / (sqrt(in_scale) * out_scale) (the product in float32), back by 2^{RSQRT_KEEP_SHIFT}")
+        out = _requantize_steps(site, data, p["multiplier"], p["shift"] - RSQRT_KEEP_SHIFT)
+        site.say(f"  + output zero point {out_zp}: {out + out_zp}")
+        q = _clamp(site, out + out_zp, -128, 127, "int8")
+    if q != int(p["table"][int(x) + 128]):
+        site.say(f"  !!! the kernel's table holds {int(p['table'][int(x) + 128])} !!!")
+    real = _real(int(x), x_t)
+    if real > 0:
+        _float_comparison(site, q, 1 / np.sqrt(real), "1/sqrt of the input's real value, in double")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# SQUARED_DIFFERENCE
+# ----------------------------------------------------------------------------------------------
+
+@explains("SQUARED_DIFFERENCE")
+def explain_squared_difference(site: Site):
+    a_t, b_t = site.tensor(0), site.tensor(1)
+    shape = site.output.shape
+    a = _broadcast_element(site.inputs[0], shape, site.index)
+    b = _broadcast_element(site.inputs[1], shape, site.index)
+    if a_t.dtype == np.float32:
+        d = np.float32(a - b)
+        out = np.float32(d * d)
+        site.say(f"float32: ({float(a):.9g} - {float(b):.9g})^2 = {float(d):.9g}^2 = {float(out):.9g}")
+        return out
+    if a_t.dtype != np.int8:
+        return NotImplemented
+    p = site.params
+    a, b = int(a), int(b)
+    left = p["left_shift"]
+    site.say(f"input 1: {a} from '{a_t.name}' {_quant_words(a_t)} = real {_real(a, a_t):.6g}")
+    site.say(f"input 2: {b} from '{b_t.name}' {_quant_words(b_t)} = real {_real(b, b_t):.6g}")
+    site.say()
+    site.say(f"1. both inputs onto one scale, 2 * max(s1, s2) / 2^{left} (as ADD does, with a {left}-bit shift)")
+    site.say(f"  input 1: ({a} - {-p['input1_offset']}) << {left} = {(a + p['input1_offset']) << left}")
+    ra = _requantize_steps(site, (a + p["input1_offset"]) << left, p["input1_multiplier"], p["input1_shift"], "    ")
+    site.say(f"  input 2: ({b} - {-p['input2_offset']}) << {left} = {(b + p['input2_offset']) << left}")
+    rb = _requantize_steps(site, (b + p["input2_offset"]) << left, p["input2_multiplier"], p["input2_shift"], "    ")
+    square = (ra - rb) * (ra - rb)
+    site.say(f"2. ({ra} - {rb})^2 = {square}")
+    site.say(f"3. to the output scale: (2 * max(s1, s2))^2 / (2^{2 * left} * out_scale)")
+    out = _requantize_steps(site, square, p["output_multiplier"], p["output_shift"])
+    site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
+    q = _clamp(site, out + p["output_offset"], -128, 127, "int8")
+    site.say()
+    _float_comparison(site, q, (_real(a, a_t) - _real(b, b_t)) ** 2, "(a - b)^2 of the real values, in double")
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
 # ADD, SUB, MUL
 # ----------------------------------------------------------------------------------------------
 
@@ -742,6 +1008,8 @@ def explain_elementwise(site: Site):
 
 def _add_sub(site: Site, a: int, b: int, is_add: bool) -> int:
     p = site.params
+    if "a_multiplier" in p:
+        return _add_sub_xnnpack(site, a, b, is_add)
     left = p["left_shift"]
     site.say(f"1. both inputs onto one scale, 2 * max(s1, s2) / 2^{left}: minus the zero point, << {left}"
              f" for precision, times each input's multiplier s_i / (2 * max(s1, s2))")
@@ -758,12 +1026,37 @@ def _add_sub(site: Site, a: int, b: int, is_add: bool) -> int:
     return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
 
 
+def _add_sub_xnnpack(site: Site, a: int, b: int, is_add: bool) -> int:
+    """XNNPACK qs8-vadd (elementwise._add_xnnpack): one integer multiplier per input, one shift."""
+    p = site.params
+    ma, mb, shift, bias = int(p["a_multiplier"]), int(p["b_multiplier"]), int(p["shift"]), int(p["bias"])
+    z1, z2 = _zp(site.tensor(0)), _zp(site.tensor(1))
+    site.say(f"XNNPACK qs8-vadd: each input's float32 ratio in_scale / out_scale as an integer multiplier"
+             f" of 2^-{shift} (about 21 bits)" + ("" if is_add else "; SUB negates the second one"))
+    site.say(f"  multipliers {ma} = {ma / 2**shift:.8g} * 2^{shift}, {mb} = {mb / 2**shift:.8g} * 2^{shift}")
+    site.say(f"  bias = 2^{shift - 1} (the rounding) - {ma}*({z1}) - {mb}*({z2}) = {bias}   (the zero points folded in)")
+    acc = int(fp.wrap_int32(bias + a * ma + b * mb))
+    site.say(f"1. {bias} + {a}*{ma} + {b}*{mb} = {acc} (int32)")
+    out = acc >> shift
+    site.say(f"2. {acc} >> {shift} = {out}   (arithmetic shift: with the 2^{shift - 1} in the bias, round half up)")
+    site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
+    lo, hi = p["activation_min"], p["activation_max"]
+    return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
+
+
 def _mul(site: Site, a: int, b: int) -> int:
     p = site.params
     prod = (a + p["input1_offset"]) * (b + p["input2_offset"])
     site.say(f"1. ({a} - {-p['input1_offset']}) * ({b} - {-p['input2_offset']}) = {prod}")
-    site.say(f"2. to the output scale: s1 * s2 / out_scale = {p['real_multiplier']:.10g} (float32)")
-    out = _requantize_steps(site, int(fp.wrap_int32(prod)), p["output_multiplier"], p["output_shift"])
+    if "scale" in p:                                      # XNNPACK fp32
+        site.say("2. to the output scale")
+        out = _fp32_requantize_steps(site, int(fp.wrap_int32(prod)), np.float32(p["scale"]),
+                                     "float32(float32(s1 * s2) / out_scale)")
+    else:
+        how = ("double(s1) * double(s2) / double(out_scale)" if _rule_name(site) == "fixed-point-f64"
+               else "float32(s1 * s2) / out_scale")
+        site.say(f"2. to the output scale: {how} = {p['real_multiplier']:.10g}")
+        out = _requantize_steps(site, int(fp.wrap_int32(prod)), p["output_multiplier"], p["output_shift"])
     site.say(f"  + output zero point {p['output_offset']}: {out + p['output_offset']}")
     lo, hi = p["activation_min"], p["activation_max"]
     return _clamp(site, out + p["output_offset"], lo, hi, _activation_words(site, lo, hi))
@@ -830,6 +1123,8 @@ def explain_cast(site: Site):
 def explain_reduce(site: Site):
     from .kernels.reduce import mean_multiplier, resolve_axes, rows_to_reduce
     x_t, out_t, p = site.tensor(0), site.out_t, site.params
+    if x_t.dtype == np.float32:
+        return _reduce_float(site)
     if x_t.dtype not in (np.int8, np.int16):
         return NotImplemented
     x = site.inputs[0]
@@ -855,6 +1150,29 @@ def explain_reduce(site: Site):
         q = int(np.array(q, dtype=np.uint8).view(np.int8))
         site.say(f"  stored as a byte that reads back as int8 {q}")
     return q
+
+
+def _reduce_float(site: Site):
+    """reference_ops::Mean / ReduceGeneric (float): a float32 sum in the order the loop visits."""
+    from .kernels.reduce import resolve_axes, rows_to_reduce, sequential_sum
+    x = site.inputs[0]
+    axes = resolve_axes(site.inputs[1], x.ndim)
+    rows = rows_to_reduce(x, axes)
+    count = rows.shape[-1]
+    row = rows.reshape(-1, count)[int(np.ravel_multi_index(site.index, site.output.shape))]
+    site.say(f"{count} float32 values over axes {list(axes)}: {_floats(row)}")
+    if site.op.opcode == "SUM" and len(axes) == x.ndim and count > 0:
+        total = sequential_sum(row)
+        site.say(f"summed one at a time in float32, starting from the first value (ReduceAllDims): {float(total):.9g}")
+        return np.float32(total)
+    total = sequential_sum(row, np.float32(0))
+    site.say(f"summed one at a time in float32 from 0: {float(total):.9g}"
+             f" (in double: {float(row.astype(np.float64).sum()):.9g})")
+    if site.op.opcode == "SUM":
+        return np.float32(total)
+    out = np.float32(total / np.float32(count))
+    site.say(f"/ (float) {count} = {float(out):.9g}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,12 +46,14 @@ RULES: dict[str, dict[str, Rule]] = {
             "LiteRT tflite/kernels/internal/reference/integer_ops/fully_connected.h "
             "(FullyConnectedPerChannel with float scales, 2025)"),
         "fixed-point": Rule(
-            "fixed-point", "QuantizeMultiplier(in*filter/out) -> (M0, shift); "
-            "MultiplyByQuantizedMultiplier: Q31 high mul, then a rounding right shift (two roundings); "
-            "per-tensor weights: the scale product in float32",
+            "fixed-point", "QuantizeMultiplier(double(in)*double(filter)/double(out)) -> (M0, shift), "
+            "per channel or per tensor; MultiplyByQuantizedMultiplier: Q31 high mul, then a rounding "
+            "right shift (two roundings)",
             "tflite-micro tensorflow/lite/micro/kernels/fully_connected_common.cc "
-            "(CalculateOpDataFullyConnected) + tensorflow/lite/kernels/internal/reference/"
-            "integer_ops/fully_connected.h + kernels/internal/common.cc"),
+            "(CalculateOpDataFullyConnected; per-tensor: kernel_util.cc "
+            "GetQuantizedConvolutionMultipler as the package builds it, in double) + "
+            "tensorflow/lite/kernels/internal/reference/integer_ops/fully_connected.h + "
+            "kernels/internal/common.cc"),
         "fp32": Rule(
             "fp32", "float32 scale in*filter/out per channel; (float) acc * scale rounded to "
             "nearest-even",
@@ -75,8 +77,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "fixed-point": Rule(
             "fixed-point", "(x1 - z1)*(x2 - z2) times one (M0, shift) for float32(s1*s2)/s_out, "
             "two roundings",
-            "LiteRT tflite/kernels/internal/reference/integer_ops/mul.h "
-            "(tflite-micro: the same file)"),
+            "LiteRT tflite/kernels/mul.cc + tflite/kernels/internal/reference/integer_ops/mul.h"),
+        "fixed-point-f64": Rule(
+            "fixed-point-f64", "(x1 - z1)*(x2 - z2) times one (M0, shift) for "
+            "double(s1)*double(s2)/double(s_out), two roundings",
+            "tflite-micro tensorflow/lite/micro/kernels/mul_common.cc (CalculateOpDataMul) + "
+            "tensorflow/lite/kernels/internal/reference/integer_ops/mul.h"),
         "xnnpack-fp32": Rule(
             "xnnpack-fp32", "(float) ((x1 - z1)*(x2 - z2)) * float32(s1*s2/s_out), rounded to "
             "nearest-even",
@@ -88,9 +94,14 @@ RULES: dict[str, dict[str, Rule]] = {
         "fixed-point": Rule(
             "fixed-point", "MultiplyByQuantizedMultiplier(acc, M0, shift), multiplier from "
             "float32(lhs_scale * rhs_scale) / out_scale",
-            "LiteRT tflite/kernels/internal/reference/batch_matmul.h (builtin: "
-            "optimized_ops::BatchMatMul, same values); tflite-micro "
-            "tensorflow/lite/micro/kernels/batch_matmul.cc"),
+            "LiteRT tflite/kernels/batch_matmul.cc + tflite/kernels/internal/reference/"
+            "batch_matmul.h (builtin: optimized_ops::BatchMatMul, same values)"),
+        "fixed-point-f64": Rule(
+            "fixed-point-f64", "MultiplyByQuantizedMultiplier(acc, M0, shift), multiplier from "
+            "double(lhs_scale) * double(rhs_scale) / double(out_scale)",
+            "tflite-micro tensorflow/lite/micro/kernels/batch_matmul.cc (kernel_util.cc "
+            "GetQuantizedConvolutionMultipler as the package builds it, in double) + "
+            "tensorflow/lite/kernels/internal/reference/batch_matmul.h"),
         "fp32": Rule(
             "fp32", "(float) acc * float32(lhs_scale*rhs_scale/out_scale), rounded to nearest-even; "
             "only where the rhs zero point is 0 (else the builtin kernel runs it)",
@@ -139,11 +150,13 @@ LITERT_REF = Profile(
 
 TFLM = Profile(
     "tflm", "TensorFlow Lite Micro (the tflite-micro package's reference kernels)",
-    {"fc_requantize": "fixed-point", "add_requantize": "fixed-point", "mul_requantize": "fixed-point",
-     "batch_matmul_requantize": "fixed-point", "softmax_int8": "gemmlowp"},
+    {"fc_requantize": "fixed-point", "add_requantize": "fixed-point", "mul_requantize": "fixed-point-f64",
+     "batch_matmul_requantize": "fixed-point-f64", "softmax_int8": "gemmlowp"},
     notes=("TFLite Micro is built without TFLITE_SINGLE_ROUNDING (no build file defines it): "
            "MultiplyByQuantizedMultiplier rounds twice, as LiteRT's does; what differs is that "
-           "FULLY_CONNECTED uses it instead of LiteRT's double-precision rounding.",))
+           "FULLY_CONNECTED uses it instead of LiteRT's double-precision rounding, and that "
+           "FULLY_CONNECTED, MUL and BATCH_MATMUL multiply the scales in double where LiteRT "
+           "multiplies them in float32.",))
 
 XNNPACK = Profile(
     "xnnpack", "LiteRT default resolver: XNNPACK delegate + builtin kernels for the rest",

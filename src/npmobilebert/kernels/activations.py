@@ -74,8 +74,9 @@ def _prepare_quantized_relu(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         v = fp.multiply_by_quantized_multiplier(inputs[0].astype(np.int64) - in_zp, multiplier, shift)
         return [clamp_cast(v + out_zp, lo, hi, out_t.dtype)]
-    return PreparedOp(ctx, run, {"multiplier": multiplier, "shift": shift},
-                      "tflite/kernels/activations.cc ReluPrepare / reference_ops::ReluX")
+    params = {"multiplier": multiplier, "shift": shift, "input_zero_point": in_zp,
+              "output_zero_point": out_zp, "activation_min": lo, "activation_max": hi}
+    return PreparedOp(ctx, run, params, "tflite/kernels/activations.cc ReluPrepare / reference_ops::ReluX")
 
 
 def int16_input_rescale(input_scale: float, is_tanh: bool) -> tuple[int, int]:

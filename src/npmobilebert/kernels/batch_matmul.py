@@ -57,9 +57,6 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     if lhs_t.dtype not in (np.int8, np.int16) or rhs_t.dtype != lhs_t.dtype:
         raise ctx.unsupported("this dtype combination is not supported yet")
 
-    product_scale = np.float32(scale_of(lhs_t) * scale_of(rhs_t))   # float32 product, as TFLite
-    real_multiplier = np.float64(product_scale) / np.float64(scale_of(out_t))
-    multiplier, shift = quantize_multiplier(real_multiplier)
     lhs_offset, rhs_offset = -zero_point_of(lhs_t), -zero_point_of(rhs_t)
     out_zp = zero_point_of(out_t)
     lo, hi = dtype_limits(out_t.dtype)    # BATCH_MATMUL has no fused activation
@@ -73,6 +70,16 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
         # the others run in LiteRT's builtin kernel (fixed point)
         strategy = "fixed-point"
     rule = ctx.numerics.rule("batch_matmul_requantize", strategy)
+    if strategy == "fixed-point-f64":
+        # TFLite Micro: the same GetQuantizedConvolutionMultipler, whose build in the tflite-micro
+        # package multiplies the scales in double (see fully_connected._requantize_fixed_point)
+        real_multiplier = (np.float64(scale_of(lhs_t)) * np.float64(scale_of(rhs_t))
+                           / np.float64(scale_of(out_t)))
+    else:
+        # LiteRT: kernel_util.cc GetQuantizedConvolutionMultipler, a float32 product of the scales
+        product_scale = np.float32(scale_of(lhs_t) * scale_of(rhs_t))
+        real_multiplier = np.float64(product_scale) / np.float64(scale_of(out_t))
+    multiplier, shift = quantize_multiplier(real_multiplier)
     # XNNPACK (subgraph/batch-matrix-multiply.c): a_scale * b_scale / out_scale in float32
     fp32_scale = np.float32(np.float32(scale_of(lhs_t) * scale_of(rhs_t)) / scale_of(out_t))
 
@@ -83,7 +90,7 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     gemm_type = gemm_float_type(depth, lhs_limit, rhs_limit)
     # the accumulator's bound decides, once, whether the fixed-point requantization can run in
     # float64 (exact there, and faster: fixedpoint.multiply_by_quantized_multiplier_float)
-    float_form = (strategy == "fixed-point" and fixed_point is multiply_by_quantized_multiplier
+    float_form = (strategy != "fp32" and fixed_point is multiply_by_quantized_multiplier
                   and shift <= 0 and depth * lhs_limit * rhs_limit < FLOAT_MBQM_LIMIT)
 
     def requantize(acc):                                   # exact integers -> output dtype

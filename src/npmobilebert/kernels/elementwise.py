@@ -5,7 +5,8 @@ Quantized ADD/SUB mirror ``tflite/kernels/add.cc`` / ``sub.cc`` Prepare and
 ``reference/integer_ops/add.h`` AddFunc: both inputs are shifted left (20 bits for int8, 15 for
 int16), rescaled to twice the larger input scale by their own multipliers, summed, and the sum is
 rescaled to the output. Quantized MUL mirrors ``mul.cc`` and ``reference/integer_ops/mul.h``: one
-multiplier for ``s1 * s2 / s_out``, computed in float32 as the C++ does.
+multiplier for ``s1 * s2 / s_out``, computed in float32 as LiteRT's C++ does (TFLite Micro's
+``mul_common.cc``: in double).
 
 SQUARED_DIFFERENCE int8 (``squared_difference.cc``) rescales like ADD with a 7-bit shift and
 squares the raw difference. RSQRT (``elementwise.cc``): int8 by the fixed-point Newton-Raphson of
@@ -156,11 +157,26 @@ def _prepare_mul(ctx: OpContext, activation: str) -> PreparedOp:
 
 
 def _mul_fixed_point(ctx: OpContext):
-    """LiteRT and TFLite Micro (mul.cc, reference/integer_ops/mul.h): one multiplier for
-    s1 * s2 / s_out, the ratio computed in float32 as the C++ does."""
+    """LiteRT (mul.cc, reference/integer_ops/mul.h): one multiplier for s1 * s2 / s_out, the
+    ratio computed in float32 as the C++ does."""
     a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     real = np.float32(scale_of(a_t) * scale_of(b_t)) / scale_of(out_t)   # float32 arithmetic
     multiplier, shift = fp.quantize_multiplier(float(np.float32(real)))
+
+    def requantize(prod):
+        return fp.multiply_by_quantized_multiplier(prod, multiplier, shift)
+    return requantize, {"real_multiplier": float(real), "output_multiplier": multiplier,
+                        "output_shift": shift}
+
+
+def _mul_fixed_point_double_scale(ctx: OpContext):
+    """TFLite Micro (mul_common.cc CalculateOpDataMul): the same kernel (reference
+    integer_ops/mul.h), but the multiplier for s1 * s2 / s_out is computed from the scales
+    converted to double first: ``static_cast<double>(s1) * static_cast<double>(s2) /
+    static_cast<double>(s_out)``."""
+    a_t, b_t, out_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    real = np.float64(scale_of(a_t)) * np.float64(scale_of(b_t)) / np.float64(scale_of(out_t))
+    multiplier, shift = fp.quantize_multiplier(float(real))
 
     def requantize(prod):
         return fp.multiply_by_quantized_multiplier(prod, multiplier, shift)
@@ -189,7 +205,8 @@ def _xnnpack_takes_mul(ctx: OpContext) -> bool:
     return 2.0 ** -16 <= float(_xnnpack_mul_scale(ctx)) < 2.0 ** 8
 
 
-MUL_STRATEGIES = {"fixed-point": _mul_fixed_point, "xnnpack-fp32": _mul_xnnpack}
+MUL_STRATEGIES = {"fixed-point": _mul_fixed_point, "fixed-point-f64": _mul_fixed_point_double_scale,
+                  "xnnpack-fp32": _mul_xnnpack}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,7 +315,8 @@ def _prepare_rsqrt_int8(ctx: OpContext) -> PreparedOp:
         _check_positive(ctx, inputs[0], in_zp)
         return [table[inputs[0].astype(np.int64) + 128]]
 
-    return PreparedOp(ctx, run, {"multiplier": multiplier, "shift": shift, "table": table},
+    return PreparedOp(ctx, run, {"multiplier": multiplier, "shift": shift, "table": table,
+                                 "input_zero_point": in_zp, "output_zero_point": out_zp},
                       "tflite/kernels/elementwise.cc RsqrtEvalQuantizedInt8 "
                       "(common.h GetInvSqrtQuantizedMultiplierExp)")
 

@@ -73,15 +73,17 @@ def _requantize_double(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_
 
 
 def _requantize_fixed_point(ctx: OpContext, x_scale, w_scales, out_scale, store, acc_bound):
-    """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected): per-channel
-    QuantizeMultiplier(double(in) * double(filter) / double(out)); per-tensor weights go through
-    GetQuantizedConvolutionMultipler, whose scale product is a float32 product. The accumulator
-    then goes through MultiplyByQuantizedMultiplier -- the int64 overload (16-bit multiplier)
-    when the bias is int64, as in 16x8 models."""
-    if len(w_scales) > 1:
-        reals = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
-    else:
-        reals = np.float64(np.float32(x_scale * w_scales[0])) / np.float64(out_scale)
+    """TFLite Micro (fully_connected_common.cc CalculateOpDataFullyConnected):
+    QuantizeMultiplier(double(in) * double(filter) / double(out)) per channel, and per tensor
+    too. There it comes from kernel_util.cc GetQuantizedConvolutionMultipler, whose source
+    (tflite-micro 90b983c, 2026-08) writes a float32 product,
+    ``static_cast<double>(input->params.scale * filter->params.scale)``, but whose build in the
+    tflite-micro package (0.dev20261023) converts both scales to double before multiplying (its
+    _runtime.so: cvtss2sd, cvtss2sd, mulsd): measured against the package, the float32 product
+    is 1 LSB off on rare accumulators. The accumulator then goes through
+    MultiplyByQuantizedMultiplier -- the int64 overload (16-bit multiplier) when the bias is
+    int64, as in 16x8 models."""
+    reals = np.float64(x_scale) * w_scales.astype(np.float64) / np.float64(out_scale)
     multipliers, shifts = quantize_multipliers(reals)
     bias_t = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     wide = (bias_t.dtype == np.int64 if bias_t is not None else ctx.inputs[0].dtype == np.int16)
@@ -142,7 +144,12 @@ def _prepare_integer(ctx: OpContext) -> PreparedOp:
     bias_type = gemm_type if gemm_type is np.float64 or sum_bound < 2**24 else np.float64
     folded_bias = folded_bias.astype(bias_type)
     weights_t = transposed_on_first_use(weights)                           # [depth, units]
-    rule = ctx.numerics.rule("fc_requantize")
+    strategy = ctx.numerics.strategy("fc_requantize")
+    if strategy == "fp32" and x_t.dtype != np.int8:
+        # XNNPACK takes no 16x8 FULLY_CONNECTED: LiteRT's builtin kernel runs it, with the
+        # reference's values (measured: tiny_16x8, every tensor identical to the default resolver)
+        strategy = "double"
+    rule = ctx.numerics.rule("fc_requantize", strategy)
     requantize, requant_params = REQUANTIZERS[rule.name](ctx, scale_of(x_t), w_scales, scale_of(out_t),
                                                          (out_zp, lo, hi, out_t.dtype), sum_bound)
 

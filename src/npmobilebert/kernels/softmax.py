@@ -82,7 +82,8 @@ def _prepare_int8(ctx: OpContext, beta: float) -> PreparedOp:
         return [out]
 
     params = {"input_multiplier": multiplier, "input_left_shift": left_shift, "diff_min": diff_min}
-    return PreparedOp(ctx, run, params, "tflite/kernels/internal/reference/softmax.h (int8)")
+    # the rule's own source string: diff-runtimes names the rule from it (numerics.rule_of_source)
+    return PreparedOp(ctx, run, params, ctx.numerics.rule("softmax_int8", "gemmlowp").source)
 
 
 def _prepare_int8_float_lut(ctx: OpContext, beta: float) -> PreparedOp:
