@@ -51,7 +51,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 import sys
 import tempfile
 import warnings
@@ -146,6 +148,90 @@ def _every_op_output_as_graph_output(content: bytes) -> tuple[bytes, list[int]] 
         return None
 
 
+def check_before_litert(model_source) -> None:
+    """Refuse, in one line, what LiteRT would run out of memory on or crash on, before it sees the
+    model: ``model_source`` is a path, bytes or a loaded Model.
+
+    LiteRT allocates every activation a graph declares and computes constant ops in Prepare, so
+    the shape and memory checks of the NumPy interpreter (static_checks.check_graph) apply to it
+    too; and it aborts or segfaults (found with ai-edge-litert 2.3.0, reference and XNNPACK
+    kernels alike) on quantization the loader accepts: a zero or negative scale, and per-channel
+    quantization on an activation (its kernels read one scale there). What else crashes it is
+    caught by ``_probe_in_child``.
+    """
+    from .model import Model, load_model
+    from .static_checks import check_graph, quoted
+
+    model = model_source if isinstance(model_source, Model) else load_model(model_source)
+    for graph in model.subgraphs:
+        prefix = f"subgraph {graph.index} " if graph.index else ""
+        for t in graph.tensors:
+            q = t.quantization
+            if q is None:
+                continue
+            if (q.scales <= 0).any():
+                bad = float(q.scales[q.scales <= 0][0])
+                raise NpMobileBertError(
+                    f"{prefix}tensor {t.index} ({quoted(t.name)}) has the quantization scale {bad:g}: "
+                    f"scales must be positive (LiteRT crashes on this model)")
+            if q.per_channel and t.data is None:
+                raise NpMobileBertError(
+                    f"{prefix}tensor {t.index} ({quoted(t.name)}) is an activation quantized per channel "
+                    f"({q.scales.size} scales): LiteRT takes per-channel quantization on constant "
+                    f"weights only (it crashes on this model)")
+        check_graph(graph)
+
+
+#: How long the probe may take before it is given up (the parent then loads the model itself).
+_PROBE_TIMEOUT_S = 120.0
+
+
+def _probe_in_child(mod, content: bytes, op_resolver) -> None:
+    """Load, allocate and invoke the model once (inputs of zeros) in a forked child, so that a
+    crash inside LiteRT -- a CHECK failure's abort, a segfault -- is this one-line error instead
+    of the death of the command. The child prints nothing (its stdout and stderr are /dev/null);
+    a Python error in it is left for the in-process load to report."""
+    if not hasattr(os, "fork"):
+        return
+    with warnings.catch_warnings():
+        # "This process is multi-threaded, use of fork() may lead to deadlocks": the child only
+        # runs LiteRT, which starts its own threads, and it is waited for with a time limit
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            interp = mod.Interpreter(model_content=content, num_threads=1,
+                                     experimental_op_resolver_type=op_resolver)
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            interp.invoke()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + _PROBE_TIMEOUT_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.01)
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = f"signal {os.WTERMSIG(status)}"
+        raise NpMobileBertError(f"LiteRT crashed ({name}) on this model when loading and running it "
+                                f"once (in a child process)")
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -215,6 +301,8 @@ class LiteRTRunner(_Runner):
         self.resolver = resolver
         self.preserve_all_tensors = bool(preserve_all_tensors)
         op_resolver = getattr(mod.OpResolverType, _RESOLVER_TYPES[resolver])
+        check_before_litert(self.path if self.path is not None else content)
+        _probe_in_child(mod, content, op_resolver)
         try:
             with warnings.catch_warnings():
                 # LiteRT warns that preserve_all_tensors with AUTO/BUILTIN is for debugging: it is.
@@ -344,6 +432,7 @@ class TFLMRunner(_Runner):
             except OSError as e:
                 raise NpMobileBertError(f"cannot read model {os.fspath(model)}: {e.strerror or e}") from e
         self._model = load_model(content)
+        check_before_litert(self._model)   # TFLM's kernels are LiteRT's reference kernels
         try:
             version = metadata.version("tflite-micro")
         except metadata.PackageNotFoundError:
