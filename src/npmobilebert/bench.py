@@ -159,6 +159,8 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
     speed drifts over seconds, a cell measured in one window only can land in a slow or fast one."""
     from .info import model_info
     from .model import load_model
+    from .runtime import check_before_litert
+    from .static_checks import check_graph
 
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -183,6 +185,13 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
         prepared = []
         for mi, model_path in enumerate(models):
             model = load_model(model_path)
+            # what would exhaust memory or crash a runtime is refused here, in one line, not
+            # discovered by a worker: the static shape and memory checks (check_before_litert
+            # adds the quantization LiteRT crashes on, for the engines that run LiteRT)
+            if any(e != "numpy" and not e.startswith("numpy-") for e in engines):
+                check_before_litert(model)
+            else:
+                check_graph(model.main)
             info = model_info(model)
             del model
             inputs_path = os.path.join(tmp, f"inputs{mi}.npz")
