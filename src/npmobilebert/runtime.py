@@ -189,10 +189,13 @@ _PROBE_TIMEOUT_S = 120.0
 def _probe_in_child(mod, content: bytes, op_resolver) -> None:
     """Load, allocate and invoke the model once (inputs of zeros) in a forked child, so that a
     crash inside LiteRT -- a CHECK failure's abort, a segfault -- is this one-line error instead
-    of the death of the command. The child prints nothing (its stdout and stderr are /dev/null);
-    a Python error in it is left for the in-process load to report."""
+    of the death of the command. The child prints nothing (its stdout and stderr are /dev/null:
+    LiteRT logs its errors there natively, before raising); when LiteRT refuses to load the model
+    the child sends the reason back and it is raised here, so that the in-process load, which
+    would print the native log lines, never happens."""
     if not hasattr(os, "fork"):
         return
+    read_end, write_end = os.pipe()
     with warnings.catch_warnings():
         # "This process is multi-threaded, use of fork() may lead to deadlocks": the child only
         # runs LiteRT, which starts its own threads, and it is waited for with a time limit
@@ -201,18 +204,24 @@ def _probe_in_child(mod, content: bytes, op_resolver) -> None:
     if pid == 0:
         code = 1
         try:
+            os.close(read_end)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            interp = mod.Interpreter(model_content=content, num_threads=1,
-                                     experimental_op_resolver_type=op_resolver)
-            interp.allocate_tensors()
+            try:
+                interp = mod.Interpreter(model_content=content, num_threads=1,
+                                         experimental_op_resolver_type=op_resolver)
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                os.write(write_end, _one_line(e).encode("utf-8", "replace"))
+                raise
             for d in interp.get_input_details():
                 interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
             interp.invoke()
             code = 0
         finally:
             os._exit(code)
+    os.close(write_end)
     deadline = time.monotonic() + _PROBE_TIMEOUT_S
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -221,8 +230,11 @@ def _probe_in_child(mod, content: bytes, op_resolver) -> None:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            os.close(read_end)
             return
         time.sleep(0.01)
+    with os.fdopen(read_end, "rb") as pipe:
+        refusal = pipe.read().decode("utf-8", "replace")
     if os.WIFSIGNALED(status):
         try:
             name = signal.Signals(os.WTERMSIG(status)).name
@@ -230,6 +242,19 @@ def _probe_in_child(mod, content: bytes, op_resolver) -> None:
             name = f"signal {os.WTERMSIG(status)}"
         raise NpMobileBertError(f"LiteRT crashed ({name}) on this model when loading and running it "
                                 f"once (in a child process)")
+    if refusal:
+        raise NpMobileBertError(f"LiteRT cannot load the model: {refusal}")
+
+
+def check_litert_survives(model_path: str | os.PathLike, resolver: str = "ref") -> None:
+    """check_before_litert, then LiteRT loads and runs the model once in a child process: a
+    model that crashes LiteRT (or that it refuses) is a one-line error here. For the callers
+    whose LiteRT runs elsewhere (bench's workers)."""
+    mod, _ = _backend()
+    check_before_litert(model_path)
+    with open(model_path, "rb") as f:
+        content = f.read()
+    _probe_in_child(mod, content, getattr(mod.OpResolverType, _RESOLVER_TYPES[resolver]))
 
 
 def _one_line(e: BaseException) -> str:
