@@ -9,7 +9,7 @@ file still looks like a model the commands accept -- until the one hostile detai
   (tensors, quantization, metadata buffers, operators, subgraphs, signatures);
 - zip bombs: a packed-file archive of many highly compressed members;
 - shape bombs: an op whose inputs (constants) make a result of gigabytes while it declares a
-  tiny output (ADD broadcast, GATHER, CONCATENATION, BATCH_MATMUL, FULLY_CONNECTED, PAD), or
+  tiny output (ADD broadcast, GATHER, CONCATENATION, BATCH_MATMUL, FULLY_CONNECTED, PAD, TILE), or
   declares the full, consistent size (a run that allocates gigabytes in total);
 - huge declared shapes;
 - quantization parameters that crash LiteRT (zero, negative or tiny scales, per-channel
@@ -318,6 +318,14 @@ def _pad(model, declared, n=16384):
     _add_op(model, OP.PAD, [x, paddings], [out], OPT.PadOptions, schema.PadOptionsT())
 
 
+def _tile(model, declared, n=16384):
+    """TILE, which the NumPy interpreter does not run and LiteRT does: [1,1] x [n,n] multiples."""
+    x = _add_tensor(model, "bomb_x", [1, 1], F32, np.ones((1, 1), np.float32))
+    multiples = _add_tensor(model, "bomb_multiples", [2], I32, np.array([n, n], np.int32))
+    out = _add_tensor(model, "bomb_out", declared or [n, n], F32)
+    _add_op(model, OP.TILE, [x, multiples], [out], OPT.TileOptions, schema.TileOptionsT())
+
+
 def _add_graph_input(model, declared):
     """A graph input declared [2^31-1, 2^31-1] float32 feeding an ADD."""
     big = [2**31 - 1, 2**31 - 1]
@@ -448,6 +456,7 @@ _CATALOGUE: list[tuple[str, str, Callable[[Path], Path], frozenset]] = [
     ("batch_matmul_1gib", "shape bomb", lambda p: _bomb(p, _batch_matmul, None), EXECUTING),
     ("fully_connected_declares_1x1", "shape bomb", lambda p: _bomb(p, _fully_connected, [1, 1]), EXECUTING),
     ("pad_declares_1x1", "shape bomb", lambda p: _bomb(p, _pad, [1, 1]), EXECUTING),
+    ("tile_declares_1x1", "shape bomb", lambda p: _bomb(p, _tile, [1, 1]), EXECUTING),
     ("huge_graph_input", "huge declared shape", lambda p: _bomb(p, _add_graph_input, None), EXECUTING),
     ("huge_declared_output", "huge declared shape", lambda p: _bomb(p, _huge_output, None), EXECUTING),
     ("scale_zero", "crashing scales", lambda p: _scales(p, 0.0), EXECUTING),

@@ -120,7 +120,22 @@ def infer_output_shape(op: Operator, tensors: tuple[Tensor, ...]) -> tuple[int, 
                                    f"{', ...' if len(shapes) > 4 else ''} do not concatenate along axis "
                                    f"{options.get('axis', 0)}")
         return shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
-    if op.opcode in ("PAD", "PADV2") and len(ins) >= 2 and ins[1] is not None and ins[1].data is not None:
+    if op.opcode in ("TILE", "BROADCAST_TO", "FILL") and len(ins) >= 2 and ins[1] is not None \
+            and ins[1].data is not None and shapes[0] is not None:
+        # ops the NumPy interpreter does not run but LiteRT does: their size comes from a
+        # constant (tile.cc multiples, broadcast_to.cc shape, fill.cc dims), and LiteRT
+        # allocates it whatever the output declares
+        values = [int(v) for v in np.asarray(ins[1].data).reshape(-1)]
+        if any(v < 0 for v in values):
+            return None
+        if op.opcode == "TILE":
+            if len(values) != len(shapes[0]):
+                return None
+            return tuple(d * m for d, m in zip(shapes[0], values))
+        if op.opcode == "BROADCAST_TO":
+            return _broadcast([shapes[0], tuple(values)], what)
+        return tuple(values)
+    if op.opcode in ("PAD", "PADV2", "MIRROR_PAD") and len(ins) >= 2 and ins[1] is not None and ins[1].data is not None:
         x = shapes[0]
         pads = np.asarray(ins[1].data).astype(np.int64).reshape(-1)
         if x is None or pads.size != 2 * len(x) or (pads < 0).any():
