@@ -27,7 +27,8 @@ from .model import Operator, Subgraph, Tensor
 MAX_RUN_BYTES = 512 << 20
 
 # Bytes of temporaries per element, as the kernels here compute: int64 accumulators and float64
-# GEMM operands for each output element (8 + 8) and a float64 copy of each non-constant input.
+# GEMM operands for each output element (8 + 8) and a float64 copy of each input (the weights'
+# copy in the GEMM's float type included).
 _TEMP_BYTES_PER_OUTPUT = 16
 _TEMP_BYTES_PER_INPUT = 8
 
@@ -144,6 +145,12 @@ def infer_output_shape(op: Operator, tensors: tuple[Tensor, ...]) -> tuple[int, 
     return None
 
 
+def _is_dynamic(t: Tensor) -> bool:
+    """A tensor whose shape signature has a free (-1) dimension: its declared shape is what the
+    converter wrote before the run resizes it."""
+    return t.shape_signature is not None and -1 in t.shape_signature
+
+
 def _human_bytes(n: int) -> str:
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
@@ -157,11 +164,17 @@ def check_graph(graph: Subgraph, max_run_bytes: int = MAX_RUN_BYTES) -> None:
 
     Nothing is computed: shapes and sizes come from the declarations alone."""
     tensors = graph.tensors
+    # elements of each tensor: the declared count, or the inferred one where that is larger (a
+    # dynamic tensor's declared shape is a placeholder: LiteRT allocates what its op computes)
+    elements = [t.size for t in tensors]
     for op in graph.operators:
         inferred = infer_output_shape(op, tensors)
         if inferred is None or not op.outputs or op.outputs[0] < 0:
             continue
         out = tensors[op.outputs[0]]
+        elements[op.outputs[0]] = max(elements[op.outputs[0]], math.prod(inferred))
+        if _is_dynamic(out) or any(_is_dynamic(tensors[i]) for i in op.inputs if i >= 0):
+            continue                        # the shapes are settled when the run resizes them
         if inferred != _shape(out):
             raise ModelFormatError(
                 f"operator {op.index} ({op.opcode}) computes shape {list(inferred)} for tensor {op.outputs[0]} "
@@ -169,11 +182,11 @@ def check_graph(graph: Subgraph, max_run_bytes: int = MAX_RUN_BYTES) -> None:
 
     activations = {i for i in graph.inputs if i >= 0 and tensors[i].data is None}
     activations.update(i for op in graph.operators for i in op.outputs if i >= 0)
-    held = sum(tensors[i].nbytes for i in activations)
+    held = sum(elements[i] * tensors[i].dtype.itemsize for i in activations)
     temporaries, worst = 0, None
     for op in graph.operators:
-        need = _TEMP_BYTES_PER_OUTPUT * sum(tensors[i].size for i in op.outputs if i >= 0) + \
-            _TEMP_BYTES_PER_INPUT * sum(tensors[i].size for i in op.inputs if i >= 0 and tensors[i].data is None)
+        need = _TEMP_BYTES_PER_OUTPUT * sum(elements[i] for i in op.outputs if i >= 0) + \
+            _TEMP_BYTES_PER_INPUT * sum(elements[i] for i in op.inputs if i >= 0)
         if need > temporaries:
             temporaries, worst = need, op
     if held + temporaries > max_run_bytes:
