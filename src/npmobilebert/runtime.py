@@ -53,9 +53,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 import sys
 import tempfile
+import time
 import warnings
 from importlib import metadata
 from typing import Mapping, Sequence
@@ -183,7 +183,7 @@ def check_before_litert(model_source) -> None:
 
 
 #: How long the probe may take before it is given up (the parent then loads the model itself).
-_PROBE_TIMEOUT_S = 120.0
+_PROBE_TIMEOUT_S = 60.0
 
 
 def _probe_in_child(mod, content: bytes, op_resolver) -> None:
