@@ -182,3 +182,57 @@ def test_crashing_scales_crash_litert_but_not_the_commands(name, tmp_path):
         r = run_limited(_command_line(command, f.path, tmp_path), tmp_path)
         assert check_outcome(name, command, True, r) == []
         assert "LiteRT" in r["stderr"] or "scale" in r["stderr"], r["stderr"]
+
+
+# -- in process: each class is refused where it should be, with the message that names it -----
+
+_LOADER_REFUSES = [n for n in hostile.NAMES if n.startswith("shared_")]
+_PREPARE_REFUSES = {
+    "add_broadcast_declares_1x1": r"operator 89 \(ADD\) computes shape \[32768, 32768\] .* declares \[1, 1\]",
+    "gather_declares_1x1": r"\(GATHER\) computes shape \[32768, 8192\]",
+    "concatenation_declares_1x1": r"\(CONCATENATION\) computes shape \[4096, 65536\]",
+    "batch_matmul_declares_1x1x1": r"\(BATCH_MATMUL\) computes shape \[1, 16384, 16384\]",
+    "fully_connected_declares_1x1": r"\(FULLY_CONNECTED\) computes shape \[16384, 16384\]",
+    "pad_declares_1x1": r"\(PAD\) computes shape \[16384, 16384\]",
+    "tile_declares_1x1": r"\(TILE\) computes shape \[16384, 16384\]",
+    "add_broadcast_1gib": r"would allocate ~5 GiB.* over the limit of 512 MiB per run",
+    "gather_1gib": r"would allocate .* over the limit of 512 MiB per run",
+    "batch_matmul_1gib": r"would allocate .* over the limit of 512 MiB per run",
+}
+
+
+@pytest.mark.parametrize("name", _LOADER_REFUSES)
+def test_shared_tables_are_refused_by_the_reader(name, tmp_path):
+    from npmobilebert.errors import ModelFormatError
+    from npmobilebert.model import load_model
+
+    f = hostile.build(name, tmp_path)
+    with pytest.raises(ModelFormatError, match=r"its tables expand to more than [\d,]+ bytes when read"):
+        load_model(f.path)
+
+
+@pytest.mark.parametrize("name", sorted(_PREPARE_REFUSES))
+def test_shape_bombs_are_refused_before_anything_computes(name, tmp_path):
+    """Both engines refuse before computing: the NumPy interpreter when it prepares (constant
+    folding would otherwise build the result), LiteRT's guard before LiteRT loads the model."""
+    from npmobilebert.errors import ModelFormatError
+    from npmobilebert.interpreter import Interpreter
+    from npmobilebert.model import load_model
+    from npmobilebert.runtime import check_before_litert
+
+    model = load_model(hostile.build(name, tmp_path).path)
+    with pytest.raises(ModelFormatError, match=_PREPARE_REFUSES[name]):
+        Interpreter(model)
+    with pytest.raises(ModelFormatError, match=_PREPARE_REFUSES[name]):
+        check_before_litert(model)
+
+
+def test_zip_bomb_reads_at_most_the_file_size_of_packed_files(tmp_path):
+    from npmobilebert.model import load_model
+
+    f = hostile.build("zip_bomb", tmp_path)
+    model = load_model(f.path)
+    assert sum(len(v) for v in model.packed_files.values()) <= f.path.stat().st_size
+    fixture = load_model(hostile.BASE_FIXTURE)
+    for name in ("vocab.txt", "labels.txt"):      # the members before the bomb are all there
+        assert model.packed_files[name] == fixture.packed_files[name]
