@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-import hostile
+pytest.importorskip("ai_edge_litert")    # the generator edits models with LiteRT's schema module
 
-pytest.importorskip("ai_edge_litert")
+import hostile  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
