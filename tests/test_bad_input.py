@@ -264,7 +264,7 @@ MODEL_CASES = [
      "prepare", ModelFormatError, r"declares shape \[1, 2147483647\] of INT32: 8 GiB, over the interpreter's limit"),
     ("nan-quantization-scale", lambda: edited(_scale(_constant_of(FC, 1), math.nan)), "load", ModelFormatError,
      r"has a quantization scale that is not a finite number"),
-    ("declared-shape-differs-from-computed", lambda: edited(_swap_transpose_dims), "run", ModelFormatError,
+    ("declared-shape-differs-from-computed", lambda: edited(_swap_transpose_dims), "prepare", ModelFormatError,
      rf"operator {TRANSPOSE} \(TRANSPOSE\) computes shape \[1, 2, 16, 16\] for tensor \d+ \(.*\), "
      rf"but the model declares \[1, 16, 2, 16\]"),
     # -- graph structure

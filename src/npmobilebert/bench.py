@@ -42,6 +42,8 @@ import numpy as np
 from .errors import InputError
 
 ENGINES = ("litert", "litert-builtin", "litert-ref", "numpy", "numpy-trace", "tflite-runtime")
+# the engines that run LiteRT in this Python, by runtime.RESOLVERS name
+_LITERT_RESOLVERS = {"litert": "default", "litert-builtin": "builtin", "litert-ref": "ref"}
 WORKER = Path(__file__).with_name("bench_worker.py")
 SRC_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -205,6 +207,8 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
     speed drifts over seconds, a cell measured in one window only can land in a slow or fast one."""
     from .info import model_info
     from .model import load_model
+    from .runtime import check_litert_survives
+    from .static_checks import check_graph
 
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -229,6 +233,12 @@ def run_bench(models: list[str], engines: list[str], threads: list[int], runs: i
         prepared = []
         for mi, model_path in enumerate(models):
             model = load_model(model_path)
+            # what would exhaust memory or crash LiteRT is refused here, in one line, not
+            # discovered by a worker (which would only make it a row of the report)
+            check_graph(model.main)
+            for engine in engines:
+                if engine in _LITERT_RESOLVERS:
+                    check_litert_survives(model_path, _LITERT_RESOLVERS[engine])
             info = model_info(model)
             del model
             inputs_path = os.path.join(tmp, f"inputs{mi}.npz")

@@ -36,6 +36,12 @@ def _model_file(model_path: str | None) -> str | None:
         return None
 
 
+def _progressbar(**kwargs):
+    """click's progress bar on a terminal; nothing where stderr is a file or a pipe, whose reader
+    expects at most the one line of an error there (click would still print the label)."""
+    return click.progressbar(hidden=not sys.stderr.isatty(), **kwargs)
+
+
 def _load(model_path: str | None):
     from .model import load_model
     return load_model(str(model_path) if model_path else str(default_model_path()))
@@ -268,7 +274,7 @@ def verify(model_path, against, numerics, n_random, texts, ids_list, texts_file,
     runner = make_runner("tflm" if against == "tflm" else runtime, model.path, resolver=against,
                          python=python)
     try:
-        with click.progressbar(length=len(inputs), label="verifying", file=sys.stderr,
+        with _progressbar(length=len(inputs), label="verifying", file=sys.stderr,
                                show_pos=True) as bar:
             report = run_verify(model, interp, runner, inputs, against,
                                 progress=lambda k: bar.update(1))
@@ -351,7 +357,7 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
     inputs += [maker.random(rng).arrays for _ in range(n_random)]
     if not inputs:
         raise InputError("nothing to dump: give --random N, --text or --ids")
-    with click.progressbar(length=len(inputs), label="dumping", file=sys.stderr, show_pos=True) as bar:
+    with _progressbar(length=len(inputs), label="dumping", file=sys.stderr, show_pos=True) as bar:
         meta = dump_runs(model.path, inputs, out_path, resolver=resolver, threads=threads, seed=seed,
                          progress=lambda k: bar.update(1))
     click.echo(f"dumped {meta['runs']} run(s), {len(meta['tensors'])} tensors each, of "
@@ -667,7 +673,7 @@ def layer_error_command(model_path, float_path, texts, texts_file, limit, n_rand
         raise InputError("nothing to compare: give --random N, --text or --file")
     # the float model gets the same token ids (random ones included)
     f_sets = [f_maker.from_ids(_ids_of(q_maker, s)) if q_maker.is_bert else s for s in q_sets]
-    with click.progressbar(length=len(q_sets), label="running both models", file=sys.stderr,
+    with _progressbar(length=len(q_sets), label="running both models", file=sys.stderr,
                            show_pos=True) as bar:
         report = layer_error(quant, floating, q_interp, f_interp, [s.arrays for s in q_sets],
                              [s.arrays for s in f_sets], progress=lambda k: bar.update(1))
@@ -771,7 +777,7 @@ def eval_command(models, data, engine, json_path, limit, processes):
         check_model_labels(path, rows, data)    # every model, before the first run
     reports = []
     for path in paths:
-        with click.progressbar(length=len(rows), label=f"eval {Path(path).name}", file=sys.stderr,
+        with _progressbar(length=len(rows), label=f"eval {Path(path).name}", file=sys.stderr,
                                show_pos=True) as bar:
             reports.append(evaluate(path, rows, data, engine, processes, progress=bar.update))
     names = [Path(p).name for p in paths]
@@ -813,7 +819,7 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     if not os.path.exists(path):        # anything else that is not a model: load_model says what
         raise InputError(f"{path}: no such model file")
     check_classifier(path)
-    with click.progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
+    with _progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
         preds = predict(path, texts, engine, progress=bar.update)
     probs = preds.probabilities
     results = [{"text": t, "label": label, "probabilities": dict(zip(preds.labels, map(float, p))),

@@ -23,6 +23,7 @@ from .errors import InputError, ModelFormatError, NpMobileBertError, Unsupported
 from .kernels import KERNELS, PreparedOp, prepare_op
 from .model import Model, Operator, Tensor, load_model
 from .numerics import Profile, get_profile
+from .static_checks import MAX_RUN_BYTES, check_graph
 
 Observer = Callable[[PreparedOp, list, list], None]
 
@@ -67,13 +68,17 @@ class Interpreter:
     """A prepared plan for one subgraph: its ops in order, ready to run on inputs."""
 
     def __init__(self, model: Model | str | os.PathLike, subgraph: int = 0,
-                 max_tensor_bytes: int = MAX_TENSOR_BYTES, numerics: str | Profile | None = None):
+                 max_tensor_bytes: int = MAX_TENSOR_BYTES, numerics: str | Profile | None = None,
+                 max_run_bytes: int = MAX_RUN_BYTES):
         """Check the graph and prepare every op; nothing the size of an activation is allocated.
 
         ``model``: a :class:`Model` (``load_model``), or the path of a .tflite file to load.
 
         ``max_tensor_bytes`` caps the declared size of every activation (graph inputs and op
         outputs): a model declaring a larger one is refused here, before any run allocates it.
+        ``max_run_bytes`` caps what a run allocates in all (static_checks.check_graph), after
+        every op's output shape is inferred from its inputs' and compared with the declared one:
+        a hostile model is refused before any op -- constant folding included -- computes.
         ``numerics``: whose arithmetic to compute (numerics.py): "litert-ref" (the default),
         "tflm" or "xnnpack".
         """
@@ -96,6 +101,7 @@ class Interpreter:
             self._check_arity(op)
         self._check_order()
         self._check_sizes()
+        check_graph(self.graph, max_run_bytes)
         # what each tensor must hold, as _check_outputs compares it on every run
         self._declared = [(tuple(t.shape), t.dtype.kind, t.dtype.itemsize) for t in self.tensors]
         self.plan: list[PreparedOp] = [self._prepare(op) for op in self.graph.operators]

@@ -56,6 +56,17 @@ __all__ = [
 #: The FlatBuffer file identifier of TFLite models (bytes 4..8 of the file).
 FILE_IDENTIFIER = b"TFL3"
 
+# FlatBuffers let many vector entries point at one table, so a small file can describe far more
+# than it holds (200,000 tensor entries sharing one tensor with a 16 KiB name: 3.3 GB of names
+# from an 816 KB file). The reader charges everything it decodes -- a fixed cost per entry (the
+# Python objects it builds) plus the bytes of its names, vectors and copied data -- against a
+# budget proportional to the file's size, and refuses the file once the budget is spent: work
+# and memory stay bounded by the file's size. An honest file stores each entry once, in more
+# bytes than the fixed charge, so it spends at most a few times its size.
+_EXPANSION_PER_BYTE = 8
+_EXPANSION_SLACK = 1 << 20
+_ENTRY_CHARGE = 64
+
 # What the flatbuffers accessors raise when offsets point at garbage: struct
 # errors and IndexError for reads past the end, TypeError/OverflowError from
 # flatbuffers' own range checks of offsets, ValueError from np.frombuffer with
@@ -451,6 +462,11 @@ class _Fields:
             raise struct.error(f"a vector of {n} entries at byte {start} runs past the end of the file")
         return start + 4, n
 
+    def length(self, i: int, item_size: int) -> int:
+        """The number of entries of a vector field (0 when absent), without reading them."""
+        vec = self._vector(i, item_size)
+        return 0 if vec is None else vec[1]
+
     def int32_vector(self, i: int) -> tuple[int, ...] | None:
         """An int32 vector as a tuple, None when absent."""
         vec = self._vector(i, 4)
@@ -495,6 +511,8 @@ class _ModelReader:
         self.path = path
         self.label = os.path.basename(path) if path else "<memory>"
         self.where = "the model header"
+        self.budget = _EXPANSION_PER_BYTE * self.size + _EXPANSION_SLACK
+        self.spent = 0
 
     # -- errors ---------------------------------------------------------------
 
@@ -529,6 +547,16 @@ class _ModelReader:
         (root,) = struct.unpack_from("<I", self.buf, 0)
         if root + 4 > self.size:
             raise self.error(f"truncated or corrupt: the root table offset {root} lies outside the {self.size}-byte file")
+
+    def charge(self, n_bytes: int) -> None:
+        """Count what decoding one more entry costs; refuse the file past its budget (see
+        _EXPANSION_PER_BYTE). Called before the entry's data is copied or looped over."""
+        self.spent += _ENTRY_CHARGE + n_bytes
+        if self.spent > self.budget:
+            raise self.error(
+                f"its tables expand to more than {self.budget:,} bytes when read ({_EXPANSION_PER_BYTE}x "
+                f"the file's size + 1 MiB), at {self.where}: vector entries share tables "
+                f"(a FlatBuffer expansion bomb), refusing the file")
 
     def check_count(self, count: int, element_size: int, what: str) -> int:
         """A vector length must fit in the file; guards against looping over garbage lengths."""
@@ -576,6 +604,7 @@ class _ModelReader:
 
     def read_buffer(self, buffer: Any, index: int) -> np.ndarray | None:
         self.where = f"buffer {index}"
+        self.charge(0)
         if buffer is None:
             return None
         # Models over 2 GB keep buffer data outside the FlatBuffer and record
@@ -615,6 +644,7 @@ class _ModelReader:
         opcodes = []
         for i in range(count):
             self.where = f"operator code {i}"
+            self.charge(0)
             # OperatorCode fields: 0 deprecated_builtin_code (int8), 1 custom_code, 2 version
             # (default 1), 3 builtin_code (int32).  Codes above 127 only fit the newer field; old
             # files have only the int8 one, and newer writers (ai-edge-quantizer, LiteRT's NPU
@@ -634,7 +664,9 @@ class _ModelReader:
     def read_subgraph(self, sg: Any, index: int, n_subgraphs: int) -> Subgraph:
         self.where = f"subgraph {index}"
         prefix = f"subgraph {index} " if index else ""
+        self.charge(4 * (sg.InputsLength() + sg.OutputsLength()))
         name = _decode_str(sg.Name())
+        self.charge(len(name))
 
         n_tensors = self.check_count(sg.TensorsLength(), 4, f"{prefix}tensor list".strip())
         tensor_tables = _Fields.of(sg).tables(0)      # SubGraph field 0: tensors
@@ -660,6 +692,11 @@ class _ModelReader:
         """Tensor table fields: 0 shape, 1 type, 2 buffer, 3 name, 4 quantization,
         5 is_variable, 6 sparsity, 7 shape_signature."""
         self.where = f"{prefix}tensor {index}"
+        q = fields.table(4)
+        # name, shape, shape signature; quantization: scales copied as float32, zero points as
+        # int64, min and max as float32
+        self.charge(fields.length(3, 1) + 4 * (fields.length(0, 4) + fields.length(7, 4)) + (
+            0 if q is None else 12 * q.length(2, 4) + 4 * (q.length(0, 4) + q.length(1, 4))))
         name = fields.string(3)
         what = f"{prefix}tensor {index} ({name})"
 
@@ -680,8 +717,6 @@ class _ModelReader:
         is_sparse = fields.present(6)
         raw = self.buffer_view(buffer_index, what)
         data = None if raw is None else self.tensor_data(raw, shape, dtype, type_name, is_sparse, what, buffer_index)
-        quantization = fields.table(4)
-
         return Tensor(
             index=index,
             name=name,
@@ -691,10 +726,10 @@ class _ModelReader:
             type_name=type_name,
             buffer_index=buffer_index,
             data=data,
-            quantization=self.read_quantization(quantization, shape, what),
+            quantization=self.read_quantization(q, shape, what),
             is_variable=bool(fields.scalar(5, _U8)),
             is_sparse=is_sparse,
-            quantization_details=_quantization_details(quantization),
+            quantization_details=_quantization_details(q),
         )
 
     def tensor_data(
@@ -774,6 +809,8 @@ class _ModelReader:
         what = f"{prefix}operator {index} ({opcode})"
 
         fields = _Fields.of(op)   # Operator: 1 inputs, 2 outputs, 8 intermediates
+        self.charge(4 * (fields.length(1, 4) + fields.length(2, 4) + fields.length(8, 4))
+                    + fields.length(5, 1))   # 5: custom options
         inputs = fields.int32_vector(1) or ()
         outputs = fields.int32_vector(2) or ()
         intermediates = fields.int32_vector(8) or ()
@@ -810,6 +847,7 @@ class _ModelReader:
             size = op.LargeCustomOptionsSize()
             if offset + size > self.size:
                 raise self.error(f"{what} custom options lie beyond the end of the {self.size}-byte file")
+            self.charge(size)
             return bytes(self.buf[offset : offset + size])
         if op.CustomOptionsIsNone():
             return None
@@ -824,8 +862,10 @@ class _ModelReader:
         signatures = []
         for i in range(count):
             self.where = f"signature {i}"
+            self.charge(0)
             sig = fb.SignatureDefs(i)
             key = _decode_str(sig.SignatureKey())
+            self.charge(len(key))
             sg_index = sig.SubgraphIndex()
             if not 0 <= sg_index < len(subgraphs):
                 raise self.error(
@@ -838,6 +878,7 @@ class _ModelReader:
                 for j in range(self.check_count(length(), 4, f"signature {key!r} {kind} list")):
                     tensor_map = getter(j)
                     name = _decode_str(tensor_map.Name())
+                    self.charge(len(name))
                     t = tensor_map.TensorIndex()
                     if not 0 <= t < n_tensors:
                         raise self.error(
@@ -858,6 +899,7 @@ class _ModelReader:
             entry = fb.Metadata(i)
             name = _decode_str(entry.Name())
             view = self.buffer_view(entry.Buffer(), f"metadata {name!r}")
+            self.charge(len(name) + (0 if view is None else view.size))   # the buffer is copied
             metadata[name] = b"" if view is None else view.tobytes()
         return metadata
 
@@ -1032,25 +1074,29 @@ class _BufferFile(io.RawIOBase):
 def _read_packed_files(buf: Any, file_size: int) -> dict[str, bytes]:
     """Files of the ZIP archive appended after the FlatBuffer; {} when there is none or it is corrupt.
 
-    Packed files are informative extras (vocabularies, label lists), so a damaged
-    archive is not an error.  A member is read at most `file_size` bytes: a
-    corrupt or hostile header may declare (or decompress to) a huge size.
+    Packed files are informative extras (vocabularies, label lists), so a damaged archive
+    is not an error. Together the members are read at most `file_size` bytes: a hostile
+    archive may hold many members that each decompress to nearly the file's size (a zip
+    bomb). A member whose declared size no longer fits is skipped before it is decompressed,
+    and one that decompresses past its declared size (a lying header) is cut off at what is
+    left of the budget and skipped.
     """
     try:
         archive = zipfile.ZipFile(_BufferFile(buf))
     except Exception:  # noqa: BLE001 - zipfile raises many kinds of errors on garbage
         return {}
     files: dict[str, bytes] = {}
+    left = file_size
     with archive:
         for info in archive.infolist():
-            if info.is_dir() or info.file_size > file_size:
+            if info.is_dir() or info.file_size > left:
                 continue
             try:
                 with archive.open(info) as member:
-                    content = member.read(file_size + 1)
+                    content = member.read(left + 1)
             except Exception:  # noqa: BLE001 - a damaged member: skip it, keep the others
                 continue
-            if len(content) <= file_size:
+            left -= min(len(content), left)
+            if len(content) == info.file_size:
                 files[info.filename] = content
     return files
-

@@ -51,9 +51,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from importlib import metadata
 from typing import Mapping, Sequence
@@ -146,6 +148,115 @@ def _every_op_output_as_graph_output(content: bytes) -> tuple[bytes, list[int]] 
         return None
 
 
+def check_before_litert(model_source) -> None:
+    """Refuse, in one line, what LiteRT would run out of memory on or crash on, before it sees the
+    model: ``model_source`` is a path, bytes or a loaded Model.
+
+    LiteRT allocates every activation a graph declares and computes constant ops in Prepare, so
+    the shape and memory checks of the NumPy interpreter (static_checks.check_graph) apply to it
+    too; and it aborts or segfaults (found with ai-edge-litert 2.3.0, reference and XNNPACK
+    kernels alike) on quantization the loader accepts: a zero or negative scale, and per-channel
+    quantization on an activation (its kernels read one scale there). What else crashes it is
+    caught by ``_probe_in_child``.
+    """
+    from .model import Model, load_model
+    from .static_checks import check_graph, quoted
+
+    model = model_source if isinstance(model_source, Model) else load_model(model_source)
+    for graph in model.subgraphs:
+        prefix = f"subgraph {graph.index} " if graph.index else ""
+        for t in graph.tensors:
+            q = t.quantization
+            if q is None:
+                continue
+            if (q.scales <= 0).any():
+                bad = float(q.scales[q.scales <= 0][0])
+                raise NpMobileBertError(
+                    f"{prefix}tensor {t.index} ({quoted(t.name)}) has the quantization scale {bad:g}: "
+                    f"scales must be positive (LiteRT crashes on this model)")
+            if q.per_channel and t.data is None:
+                raise NpMobileBertError(
+                    f"{prefix}tensor {t.index} ({quoted(t.name)}) is an activation quantized per channel "
+                    f"({q.scales.size} scales): LiteRT takes per-channel quantization on constant "
+                    f"weights only (it crashes on this model)")
+        check_graph(graph)
+
+
+#: How long the probe may take before it is given up (the parent then loads the model itself).
+_PROBE_TIMEOUT_S = 60.0
+
+
+def _probe_in_child(mod, content: bytes, op_resolver) -> None:
+    """Load, allocate and invoke the model once (inputs of zeros) in a forked child, so that a
+    crash inside LiteRT -- a CHECK failure's abort, a segfault -- is this one-line error instead
+    of the death of the command. The child prints nothing (its stdout and stderr are /dev/null:
+    LiteRT logs its errors there natively, before raising); when LiteRT refuses to load the model
+    the child sends the reason back and it is raised here, so that the in-process load, which
+    would print the native log lines, never happens."""
+    if not hasattr(os, "fork"):
+        return
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # "This process is multi-threaded, use of fork() may lead to deadlocks": the child only
+        # runs LiteRT, which starts its own threads, and it is waited for with a time limit
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            try:
+                interp = mod.Interpreter(model_content=content, num_threads=1,
+                                         experimental_op_resolver_type=op_resolver)
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                os.write(write_end, _one_line(e).encode("utf-8", "replace"))
+                raise
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            interp.invoke()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + _PROBE_TIMEOUT_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            return
+        time.sleep(0.01)
+    with os.fdopen(read_end, "rb") as pipe:
+        refusal = pipe.read().decode("utf-8", "replace")
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = f"signal {os.WTERMSIG(status)}"
+        raise NpMobileBertError(f"LiteRT crashed ({name}) on this model when loading and running it "
+                                f"once (in a child process)")
+    if refusal:
+        raise NpMobileBertError(f"LiteRT cannot load the model: {refusal}")
+
+
+def check_litert_survives(model_path: str | os.PathLike, resolver: str = "ref") -> None:
+    """check_before_litert, then LiteRT loads and runs the model once in a child process: a
+    model that crashes LiteRT (or that it refuses) is a one-line error here. For the callers
+    whose LiteRT runs elsewhere (bench's workers)."""
+    mod, _ = _backend()
+    check_before_litert(model_path)
+    with open(model_path, "rb") as f:
+        content = f.read()
+    _probe_in_child(mod, content, getattr(mod.OpResolverType, _RESOLVER_TYPES[resolver]))
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -217,6 +328,8 @@ class LiteRTRunner(_Runner):
         self.resolver = resolver
         self.preserve_all_tensors = bool(preserve_all_tensors)
         op_resolver = getattr(mod.OpResolverType, _RESOLVER_TYPES[resolver])
+        check_before_litert(self.path if self.path is not None else content)
+        _probe_in_child(mod, content, op_resolver)
         printed: list[str] = []
         try:
             # LiteRT's C++ logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
@@ -354,6 +467,7 @@ class TFLMRunner(_Runner):
             except OSError as e:
                 raise NpMobileBertError(f"cannot read model {os.fspath(model)}: {e.strerror or e}") from e
         self._model = load_model(content)
+        check_before_litert(self._model)   # TFLM's kernels are LiteRT's reference kernels
         try:
             version = metadata.version("tflite-micro")
         except metadata.PackageNotFoundError:

@@ -25,7 +25,12 @@ def prepare_quantize(ctx: OpContext) -> PreparedOp:
 
     if x_t.dtype == np.float32:
         def run_float(inputs):
-            q = fp.round_half_away(inputs[0] / out_scale).astype(np.int64) + out_zp
+            # quantize.h casts round(val / scale) to int32, undefined in C++ beyond int32's range:
+            # saturate there, so that a huge quotient (a tiny scale, an inf or NaN input) clamps
+            # like any large value instead of overflowing the int64 cast
+            with np.errstate(over="ignore", invalid="ignore"):
+                rounded = np.clip(fp.round_half_away(inputs[0] / out_scale), -2.0**31, 2.0**31 - 1)
+                q = np.nan_to_num(rounded, nan=0.0).astype(np.int64) + out_zp
             return [clamp_cast(q, lo, hi, out_t.dtype)]
         return PreparedOp(ctx, run_float, {"scale": float(out_scale), "zero_point": out_zp},
                           "tflite/kernels/internal/reference/quantize.h AffineQuantize")
