@@ -16,7 +16,8 @@ The dump (an ``.npz`` that ``np.load`` reads without pickles, written atomically
 * several runs (``--random N``, repeated ``--text``/``--ids``): the same keys under ``run<k>/``
   (``run0/...``, ``run1/...``), all in one file;
 * ``__meta__``: a 0-d unicode array holding JSON -- format, runtime name and version, resolver,
-  threads, the model's file name, size and sha256, machine and Python, the run prefixes, and
+  threads, the model's file name, size and sha256, machine, CPU (from /proc/cpuinfo), the
+  emulator when emulated (device.py), Python, the run prefixes, and
   ``tensors`` (key -> tensor index; a name that two tensors share gets ``#<index>`` appended).
 
 ``verify`` refuses a dump of another model (sha256 mismatch, exit 2).  Against a dump made with
@@ -44,6 +45,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .device import EMULATOR_ENV, this_cpu
 from .errors import InputError
 
 DUMP_FORMAT = "npmobilebert-dump/1"
@@ -103,6 +105,7 @@ def dump_runs(model_path: str, inputs_list: Sequence[list[np.ndarray]], out_path
         "model_sha256": sha256_file(model_path),
         "machine": platform.machine(), "system": platform.system(),
         "python": platform.python_version(), "numpy": np.__version__,
+        "cpu": this_cpu(), "emulator": os.environ.get(EMULATOR_ENV),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": len(inputs_list), "prefixes": prefixes,
         "inputs": input_names, "tensors": {key: i for i, key in keys.items()},
