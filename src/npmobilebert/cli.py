@@ -102,7 +102,8 @@ def numerics_option(default_help: str = "litert-ref"):
     from .numerics import PROFILES
     return click.option("--numerics", type=click.Choice(list(PROFILES)), default=None,
                         help="Numerics profile: litert-ref (LiteRT's reference kernels), tflm "
-                        "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver)"
+                        "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver), "
+                        "xnnpack-aarch64 (the same on aarch64)"
                         f" [default: {default_help}].")
 
 
@@ -199,7 +200,8 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
               show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
               "tflm: TensorFlow Lite Micro (the tflite-micro package); "
               "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
-@numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack")
+@numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack "
+                 "(xnnpack-aarch64 on aarch64 and for a dump made there)")
 @input_set_options(default_random=5)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert",

@@ -103,14 +103,16 @@ def cpuinfo_text(core: Core, count: int) -> str:
     return "".join(block.format(i=i) for i in range(count))
 
 
-def this_cpu() -> str | None:
-    """The core this process runs on, from /proc/cpuinfo: a name of CORES, ``arm 0x41 part
-    0xd0b``-style for other Arm cores, the model name elsewhere; None when unreadable."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            text = f.read(1 << 16)
-    except OSError:
-        return None
+def this_cpu(text: str | None = None) -> str | None:
+    """The core this process runs on, from /proc/cpuinfo (or ``text``, its content): a name of
+    CORES, ``implementer 0x41 part 0xd0b`` for other Arm cores, the model name elsewhere; None
+    when unreadable."""
+    if text is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 16)
+        except OSError:
+            return None
     fields = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")

@@ -104,6 +104,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "float32 sum, 1/(sum*out_scale), round(table*that) + zero point",
             "LiteRT tflite/kernels/activations.cc SoftmaxPrepare (PopulateSoftmaxLookupTable) + "
             "tflite/kernels/internal/optimized/optimized_ops.h Softmax (float table)"),
+        "uint16-lut": Rule(
+            "uint16-lut", "uint16 table (int)(expf(-in_scale*beta*d) * 65535 + 0.5) of d = max - x, "
+            "int32 sum, QuantizeMultiplier(1.0f/(sum*out_scale)), MultiplyByQuantizedMultiplier of "
+            "each table value + zero point",
+            "LiteRT tflite/kernels/internal/optimized/optimized_ops.h PopulateSoftmaxUInt8LookupTable "
+            "+ SoftmaxInt8LUT (TFLITE_SOFTMAX_USE_UINT16_LUT: __aarch64__ && __clang__) via "
+            "tflite/kernels/activations.cc SoftmaxQuantized"),
         "gemmlowp": Rule(
             "gemmlowp", "Q5.26 scaled difference, gemmlowp exp_on_negative_values, Q12.19 sum, "
             "GetReciprocal",
@@ -153,7 +160,15 @@ XNNPACK = Profile(
            "reference ones except SOFTMAX's float table): SOFTMAX, GATHER, CAST, the last STRIDED_SLICE, and every "
            "BATCH_MATMUL whose rhs zero point is not 0."))
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK)}
+XNNPACK_AARCH64 = Profile(
+    "xnnpack-aarch64", "LiteRT default resolver on aarch64: XNNPACK delegate + builtin kernels "
+    "for the rest, as LiteRT's aarch64 wheels (clang) build them",
+    {**XNNPACK.choices, "softmax_int8": "uint16-lut"},
+    notes=("XNNPACK's aarch64 qs8-qc8w GEMMs (neon_mlal, neondot, neoni8mm) requantize in fp32 "
+           "with vcvtnq_s32_f32 (round to nearest-even), as its x86 kernels do; what differs from "
+           "the xnnpack profile is the builtin int8 SOFTMAX, which on aarch64 is the uint16 table.",))
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64)}
 DEFAULT = LITERT_REF.name
 
 
@@ -162,13 +177,23 @@ DEFAULT = LITERT_REF.name
 PROFILE_FOR_RUNTIME = {"ref": "litert-ref", "builtin": "litert-ref", "default": "xnnpack",
                        "tflm": "tflm"}
 
+#: The same on an aarch64 machine (a dump's "machine"), where LiteRT's wheels take other kernels.
+PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch64"}
+
 #: (runtime, profile) pairs that are bit-identical by construction: verify demands every tensor.
-EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm")})
+#: ("default", "xnnpack-aarch64"): measured identical on every tensor of aarch64 dumps (LiteRT
+#: 2.3.0, docs/device.md), so a difference there is news, not rounding noise.
+EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64")})
 
 
-def profile_for_runtime(against: str) -> str:
-    """The profile to compare a runtime with (the default one where none reproduces it)."""
-    name = PROFILE_FOR_RUNTIME.get(against, DEFAULT)
+def profile_for_runtime(against: str, machine: str | None = None) -> str:
+    """The profile to compare a runtime with (the default one where none reproduces it);
+    ``machine``: where it ran (platform.machine(), e.g. a dump's), this one when None."""
+    import platform
+
+    table = (PROFILE_FOR_RUNTIME_AARCH64 if (machine or platform.machine()) in ("aarch64", "arm64")
+             else PROFILE_FOR_RUNTIME)
+    name = table.get(against, DEFAULT)
     return name if name in PROFILES else DEFAULT
 
 
