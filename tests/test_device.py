@@ -89,11 +89,12 @@ def _default_model() -> str:
 @pytest.mark.parametrize("core", ["cortex-a76", "cortex-a72"])
 @pytest.mark.parametrize("which", ["tiny_int8", "shipped"])
 @pytest.mark.parametrize("resolver,profile", [("ref", "litert-ref"), ("default", "xnnpack-aarch64"),
-                                              ("builtin", "xnnpack-aarch64")])
+                                              ("builtin", "builtin-aarch64")])
 def test_emulated_dump_verifies(device_ready, tmp_path, core, which, resolver, profile):
     """LiteRT's aarch64 kernels, emulated as a Raspberry Pi 4 / 5 core: the reference resolver is
-    identical to the litert-ref profile, the default (XNNPACK) and builtin ones to xnnpack-aarch64,
-    on every tensor of every run; the dump says where it ran."""
+    identical to the litert-ref profile, the default (XNNPACK) one to xnnpack-aarch64, the
+    optimized builtin one to builtin-aarch64, on every tensor of every run; the dump says where it
+    ran."""
     model = TINY if which == "tiny_int8" else _default_model()
     out = tmp_path / "run.npz"
     r = cli("dump", "-m", model, "--device", f"aarch64:{core}", "--resolver", resolver,

@@ -103,7 +103,8 @@ def numerics_option(default_help: str = "litert-ref"):
     return click.option("--numerics", type=click.Choice(list(PROFILES)), default=None,
                         help="Numerics profile: litert-ref (LiteRT's reference kernels), tflm "
                         "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver), "
-                        "xnnpack-aarch64 (the same on aarch64)"
+                        "xnnpack-aarch64 (the same on aarch64), builtin-aarch64 (LiteRT's optimized "
+                        "builtin kernels on aarch64)"
                         f" [default: {default_help}].")
 
 
@@ -201,7 +202,8 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
               "tflm: TensorFlow Lite Micro (the tflite-micro package); "
               "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
 @numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack "
-                 "(xnnpack-aarch64 on aarch64 and for a dump made there)")
+                 "(on aarch64 and for a dump made there: default -> xnnpack-aarch64, builtin -> "
+                 "builtin-aarch64)")
 @input_set_options(default_random=5)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert",

@@ -12,6 +12,8 @@ computes its exponentials, which ops a delegate takes. A profile names one choic
 * ``tflm``: TensorFlow Lite Micro's kernels, as the ``tflite-micro`` Python package runs them.
 * ``xnnpack``: LiteRT's default resolver -- the XNNPACK delegate for the ops it takes, LiteRT's
   optimized builtin kernels for the others.
+* ``xnnpack-aarch64`` and ``builtin-aarch64``: the default resolver and the optimized builtin
+  kernels of LiteRT's aarch64 wheels (checked on an emulated Arm core, docs/device.md).
 
 The kernels stay one per op: each looks up its rule in ``ctx.numerics`` and calls the small
 strategy function of that name. This module only *names* the rules (and says which source each
@@ -168,7 +170,16 @@ XNNPACK_AARCH64 = Profile(
            "with vcvtnq_s32_f32 (round to nearest-even), as its x86 kernels do; what differs from "
            "the xnnpack profile is the builtin int8 SOFTMAX, which on aarch64 is the uint16 table.",))
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64)}
+BUILTIN_AARCH64 = Profile(
+    "builtin-aarch64", "LiteRT optimized builtin kernels (BUILTIN) on aarch64, as LiteRT's aarch64 "
+    "wheels (clang) build them",
+    {**LITERT_REF.choices, "softmax_int8": "uint16-lut"},
+    notes=("Measured (LiteRT 2.3.0, docs/device.md): the aarch64 builtin kernels compute what the "
+           "reference ones do (FULLY_CONNECTED's ruy path included: its double-precision "
+           "requantization, not the fp32 one of XNNPACK) except int8 SOFTMAX's uint16 table.",))
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64,
+                                                      BUILTIN_AARCH64)}
 DEFAULT = LITERT_REF.name
 
 
@@ -178,12 +189,14 @@ PROFILE_FOR_RUNTIME = {"ref": "litert-ref", "builtin": "litert-ref", "default": 
                        "tflm": "tflm"}
 
 #: The same on an aarch64 machine (a dump's "machine"), where LiteRT's wheels take other kernels.
-PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch64"}
+PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch64",
+                               "builtin": "builtin-aarch64"}
 
 #: (runtime, profile) pairs that are bit-identical by construction: verify demands every tensor.
-#: ("default", "xnnpack-aarch64"): measured identical on every tensor of aarch64 dumps (LiteRT
-#: 2.3.0, docs/device.md), so a difference there is news, not rounding noise.
-EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64")})
+#: The aarch64 pairs: measured identical on every tensor of aarch64 dumps (LiteRT 2.3.0,
+#: docs/device.md), so a difference there is news, not rounding noise.
+EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64"),
+                         ("builtin", "builtin-aarch64")})
 
 
 def profile_for_runtime(against: str, machine: str | None = None) -> str:
