@@ -356,11 +356,13 @@ def _package_copy(root: Path) -> str:
     return f"/opt/{name}"
 
 
-def device_command(arch: str, core: str, version: str | None, dump_args: list[str],
+def device_command(arch: str, core: str, version: str | None, python_args: list[str],
                    base: str | os.PathLike | None = None) -> tuple[list[str], dict, str]:
-    """(command, environment, LiteRT version) running ``npmobilebert dump DUMP_ARGS`` emulated.
+    """(command, environment, LiteRT version) running ``python PYTHON_ARGS`` emulated, with
+    numpy, LiteRT ``version`` (None: the host's when set up, else the newest set up) and this
+    package importable.
 
-    Paths in DUMP_ARGS must be absolute or relative to the current directory (the emulated
+    Paths in PYTHON_ARGS must be absolute or relative to the current directory (the emulated
     program sees the host's files where the root has none)."""
     check_arch_core(arch, core)
     directory = cache_dir(arch, base)
@@ -399,14 +401,15 @@ def device_command(arch: str, core: str, version: str | None, dump_args: list[st
         if key in os.environ:
             env[key] = os.environ[key]
     cmd = [qemu, "-cpu", core, "-L", str(view), str(view / "usr" / "bin" / f"python{DEVICE_PYTHON}"),
-           "-m", "npmobilebert.dump", *dump_args]
+           *python_args]
     return cmd, env, version
 
 
 def run_dump(arch: str, core: str, version: str | None, dump_args: list[str],
              base: str | os.PathLike | None = None) -> tuple[int, float, str]:
-    """Run the emulated dump (its output and progress go to ours); (exit status, seconds, version)."""
-    cmd, env, version = device_command(arch, core, version, dump_args, base)
+    """Run ``npmobilebert dump DUMP_ARGS`` emulated (its output and progress go to ours);
+    (exit status, seconds, LiteRT version)."""
+    cmd, env, version = device_command(arch, core, version, ["-m", "npmobilebert.dump", *dump_args], base)
     started = time.monotonic()
     status = subprocess.run(cmd, env=env).returncode
     return status, time.monotonic() - started, version

@@ -233,7 +233,7 @@ def verify_dump(model, dump_path: str, progress=None, numerics: str | None = Non
             f"{str(meta.get('model_sha256'))[:12]}...), not {os.path.basename(model.path)} "
             f"(sha256 {sha[:12]}...); pass the model the dump was made with")
     resolver = str(meta.get("resolver", "ref"))
-    interp = Interpreter(model, numerics=numerics or profile_for_runtime(resolver, meta.get("machine")))
+    interp = Interpreter(model, numerics=numerics or profile_for_runtime(resolver, meta.get("machine"), str(meta.get("runtime", ""))))
     replay = DumpReplay(dump, model)
     inputs = replay.inputs(model)
     try:

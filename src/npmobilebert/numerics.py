@@ -98,6 +98,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "only where the rhs zero point is 0 (else the builtin kernel runs it)",
             "XNNPACK src/subgraph/batch-matrix-multiply.c + src/qs8-gemm (fp32); LiteRT "
             "tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode"),
+        "fp32-rhs-zero-point-dropped": Rule(
+            "fp32-rhs-zero-point-dropped", "as fp32, for every int8 BATCH_MATMUL, computed as if "
+            "the rhs zero point were 0 (a LiteRT 2.0.x bug: wrong by up to several steps where "
+            "it is not)",
+            "LiteRT 2.0.x tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode "
+            "(no zero-point check yet) + XNNPACK src/subgraph/batch-matrix-multiply.c; measured "
+            "on emulated aarch64 dumps (docs/device.md)"),
     },
     # SOFTMAX int8 (XNNPACK does not take it: LiteRT's builtin kernel runs it in the xnnpack profile)
     "softmax_int8": {
@@ -170,6 +177,19 @@ XNNPACK_AARCH64 = Profile(
            "with vcvtnq_s32_f32 (round to nearest-even), as its x86 kernels do; what differs from "
            "the xnnpack profile is the builtin int8 SOFTMAX, which on aarch64 is the uint16 table.",))
 
+_LITERT20_NOTE = ("LiteRT 2.0.x's XNNPACK delegate takes the BATCH_MATMULs whose rhs zero point "
+                  "is not 0 and computes them without it (measured on x86_64 and aarch64, 2.0.3); "
+                  "2.2.0 and 2.3.0 leave them to the builtin kernel.")
+
+XNNPACK_LITERT20 = Profile(
+    "xnnpack-litert2.0", "LiteRT 2.0.x default resolver (x86_64)",
+    {**XNNPACK.choices, "batch_matmul_requantize": "fp32-rhs-zero-point-dropped"}, notes=(_LITERT20_NOTE,))
+
+XNNPACK_AARCH64_LITERT20 = Profile(
+    "xnnpack-aarch64-litert2.0", "LiteRT 2.0.x default resolver on aarch64",
+    {**XNNPACK_AARCH64.choices, "batch_matmul_requantize": "fp32-rhs-zero-point-dropped"},
+    notes=(_LITERT20_NOTE,))
+
 BUILTIN_AARCH64 = Profile(
     "builtin-aarch64", "LiteRT optimized builtin kernels (BUILTIN) on aarch64, as LiteRT's aarch64 "
     "wheels (clang) build them",
@@ -179,7 +199,8 @@ BUILTIN_AARCH64 = Profile(
            "requantization, not the fp32 one of XNNPACK) except int8 SOFTMAX's uint16 table.",))
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64,
-                                                      BUILTIN_AARCH64)}
+                                                      BUILTIN_AARCH64, XNNPACK_LITERT20,
+                                                      XNNPACK_AARCH64_LITERT20)}
 DEFAULT = LITERT_REF.name
 
 
@@ -196,17 +217,21 @@ PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch6
 #: The aarch64 pairs: measured identical on every tensor of aarch64 dumps (LiteRT 2.3.0,
 #: docs/device.md), so a difference there is news, not rounding noise.
 EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64"),
-                         ("builtin", "builtin-aarch64")})
+                         ("builtin", "builtin-aarch64"), ("default", "xnnpack-aarch64-litert2.0")})
 
 
-def profile_for_runtime(against: str, machine: str | None = None) -> str:
+def profile_for_runtime(against: str, machine: str | None = None, runtime: str | None = None) -> str:
     """The profile to compare a runtime with (the default one where none reproduces it);
-    ``machine``: where it ran (platform.machine(), e.g. a dump's), this one when None."""
+    ``machine``: where it ran (platform.machine(), e.g. a dump's), this one when None;
+    ``runtime``: its name and version (``"ai-edge-litert 2.0.3"``), for the versions whose
+    arithmetic differs from the current one."""
     import platform
 
-    table = (PROFILE_FOR_RUNTIME_AARCH64 if (machine or platform.machine()) in ("aarch64", "arm64")
-             else PROFILE_FOR_RUNTIME)
+    aarch64 = (machine or platform.machine()) in ("aarch64", "arm64")
+    table = PROFILE_FOR_RUNTIME_AARCH64 if aarch64 else PROFILE_FOR_RUNTIME
     name = table.get(against, DEFAULT)
+    if against == "default" and runtime and runtime.startswith("ai-edge-litert 2.0."):
+        name = XNNPACK_AARCH64_LITERT20.name if aarch64 else XNNPACK_LITERT20.name
     return name if name in PROFILES else DEFAULT
 
 

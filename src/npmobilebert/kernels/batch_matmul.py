@@ -67,12 +67,16 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     # which first rounds the multiplier to 16 bits (common.cc).
     fixed_point = (multiply_by_quantized_multiplier_int64 if lhs_t.dtype == np.int16
                    else multiply_by_quantized_multiplier)
-    strategy = ctx.numerics.strategy("batch_matmul_requantize")
-    if strategy == "fp32" and (lhs_t.dtype != np.int8 or zero_point_of(rhs_t) != 0):
+    strategy = rule_name = ctx.numerics.strategy("batch_matmul_requantize")
+    if strategy == "fp32-rhs-zero-point-dropped" and lhs_t.dtype == np.int8:
+        # LiteRT 2.0.x's delegate takes every int8 BATCH_MATMUL and XNNPACK computes it as if
+        # the rhs zero point were 0 (numerics.py: the rule and how it was found)
+        strategy, rhs_offset = "fp32", 0
+    elif strategy.startswith("fp32") and (lhs_t.dtype != np.int8 or zero_point_of(rhs_t) != 0):
         # xnnpack_delegate.cc VisitBatchMatMulNode takes int8 only with a zero rhs zero point;
         # the others run in LiteRT's builtin kernel (fixed point)
-        strategy = "fixed-point"
-    rule = ctx.numerics.rule("batch_matmul_requantize", strategy)
+        strategy = rule_name = "fixed-point"
+    rule = ctx.numerics.rule("batch_matmul_requantize", rule_name)
     # XNNPACK (subgraph/batch-matrix-multiply.c): a_scale * b_scale / out_scale in float32
     fp32_scale = np.float32(np.float32(scale_of(lhs_t) * scale_of(rhs_t)) / scale_of(out_t))
 
