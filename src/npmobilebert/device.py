@@ -262,8 +262,10 @@ def _make_core_root(base: Path, root: Path, core: Core) -> Path:
         shutil.copytree(root, tmp / "tree", symlinks=True, copy_function=os.link)
         (tmp / "tree" / "proc").mkdir(exist_ok=True)
         (tmp / "tree" / "proc" / "cpuinfo").write_text(cpuinfo_text(core, os.cpu_count() or 1))
+        # a dump running in the old view finds the same files in the new one (a superset): the
+        # old one is moved aside, not deleted in place, and the new one takes its name at once
         if view.exists():
-            shutil.rmtree(view)
+            view.rename(tmp / "old")
         (tmp / "tree").rename(view)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -315,7 +317,9 @@ def setup(arch: str = "aarch64", core: str = DEFAULT_CORE, version: str | None =
         log(f"installing aarch64 wheels: ai-edge-litert=={version}, {', '.join(DEVICE_PACKAGES)}")
         _install_wheels(target, arch, version, log)
         steps[f"litert-{version}"] = round(time.monotonic() - t, 1)
-    _make_core_root(directory, root, CORES[core])
+    view = directory / "cpu" / core
+    if not (view / "opt" / f"litert-{version}").exists() or not (view / "proc" / "cpuinfo").exists():
+        _make_core_root(directory, root, CORES[core])    # never under a running dump: only when stale
 
     qemu = qemu_version(arch)
     litert = sorted(set(state.get("litert", [])) | {version})
