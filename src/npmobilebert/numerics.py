@@ -98,6 +98,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "only where the rhs zero point is 0 (else the builtin kernel runs it)",
             "XNNPACK src/subgraph/batch-matrix-multiply.c + src/qs8-gemm (fp32); LiteRT "
             "tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode"),
+        "single-round": Rule(
+            "single-round", "(acc * M0 + 2^(30 - shift)) >> (31 - shift): the (M0, shift) pair of "
+            "fixed-point, one rounding (half up)",
+            "ruy's aarch64 kernels (ruy/kernel_arm64.cc: sqdmulh, then srshl) under LiteRT 1.x "
+            "tflite/kernels/internal/optimized/batch_matmul.h via cpu_backend_gemm"),
         "fp32-rhs-zero-point-dropped": Rule(
             "fp32-rhs-zero-point-dropped", "as fp32, for every int8 BATCH_MATMUL, computed as if "
             "the rhs zero point were 0 (a LiteRT 2.0.x bug: wrong by up to several steps where "
@@ -198,9 +203,22 @@ BUILTIN_AARCH64 = Profile(
            "reference ones do (FULLY_CONNECTED's ruy path included: its double-precision "
            "requantization, not the fp32 one of XNNPACK) except int8 SOFTMAX's uint16 table.",))
 
+_LITERT1_NOTE = ("LiteRT 1.x's builtin int8 BATCH_MATMUL (the one XNNPACK leaves to it: a non-zero "
+                 "rhs zero point) rounds once, as ruy's aarch64 kernels do; 2.x rounds twice, as the "
+                 "reference does. Measured on emulated aarch64 dumps of 1.2.0 and 1.4.0.")
+
+XNNPACK_AARCH64_LITERT1 = Profile(
+    "xnnpack-aarch64-litert1", "LiteRT 1.x default resolver on aarch64",
+    {**XNNPACK_AARCH64.choices, "batch_matmul_requantize": "single-round"}, notes=(_LITERT1_NOTE,))
+
+BUILTIN_AARCH64_LITERT1 = Profile(
+    "builtin-aarch64-litert1", "LiteRT 1.x optimized builtin kernels on aarch64",
+    {**BUILTIN_AARCH64.choices, "batch_matmul_requantize": "single-round"}, notes=(_LITERT1_NOTE,))
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64,
                                                       BUILTIN_AARCH64, XNNPACK_LITERT20,
-                                                      XNNPACK_AARCH64_LITERT20)}
+                                                      XNNPACK_AARCH64_LITERT20, XNNPACK_AARCH64_LITERT1,
+                                                      BUILTIN_AARCH64_LITERT1)}
 DEFAULT = LITERT_REF.name
 
 
@@ -217,7 +235,8 @@ PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch6
 #: The aarch64 pairs: measured identical on every tensor of aarch64 dumps (LiteRT 2.3.0,
 #: docs/device.md), so a difference there is news, not rounding noise.
 EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64"),
-                         ("builtin", "builtin-aarch64"), ("default", "xnnpack-aarch64-litert2.0")})
+                         ("builtin", "builtin-aarch64"), ("default", "xnnpack-aarch64-litert2.0"),
+                         ("default", "xnnpack-aarch64-litert1"), ("builtin", "builtin-aarch64-litert1")})
 
 
 def profile_for_runtime(against: str, machine: str | None = None, runtime: str | None = None) -> str:
@@ -230,8 +249,14 @@ def profile_for_runtime(against: str, machine: str | None = None, runtime: str |
     aarch64 = (machine or platform.machine()) in ("aarch64", "arm64")
     table = PROFILE_FOR_RUNTIME_AARCH64 if aarch64 else PROFILE_FOR_RUNTIME
     name = table.get(against, DEFAULT)
-    if against == "default" and runtime and runtime.startswith("ai-edge-litert 2.0."):
+    # the versions measured to compute otherwise (docs/device.md's table)
+    version = runtime[len("ai-edge-litert "):] if runtime and runtime.startswith("ai-edge-litert ") else ""
+    if against == "default" and version.startswith("2.0."):
         name = XNNPACK_AARCH64_LITERT20.name if aarch64 else XNNPACK_LITERT20.name
+    elif against == "ref" and version.startswith("1.2."):
+        name = TFLM.name            # its reference FULLY_CONNECTED still requantized in fixed point
+    elif aarch64 and against in ("default", "builtin") and version.startswith(("1.2.", "1.4.")):
+        name = (XNNPACK_AARCH64_LITERT1 if against == "default" else BUILTIN_AARCH64_LITERT1).name
     return name if name in PROFILES else DEFAULT
 
 

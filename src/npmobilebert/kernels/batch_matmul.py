@@ -19,7 +19,8 @@ import numpy as np
 
 from ..fixedpoint import (FLOAT_MBQM_LIMIT, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_float, multiply_by_quantized_multiplier_int64,
-                          quantize_multiplier, requantize_fp32)
+                          multiply_by_quantized_multiplier_single_round, quantize_multiplier,
+                          requantize_fp32)
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
@@ -96,6 +97,9 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
                                                           x_bound=depth * lhs_limit * rhs_limit)
         if strategy == "fp32":
             return clamp_cast(requantize_fp32(acc, fp32_scale) + out_zp, lo, hi, out_t.dtype)
+        if strategy == "single-round":
+            return clamp_cast(multiply_by_quantized_multiplier_single_round(acc.astype(np.int64), multiplier, shift)
+                              + out_zp, lo, hi, out_t.dtype)
         return clamp_cast(fixed_point(acc.astype(np.int64), multiplier, shift) + out_zp, lo, hi, out_t.dtype)
 
     def run(inputs):
