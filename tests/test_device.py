@@ -111,3 +111,33 @@ def test_emulated_dump_verifies(device_ready, tmp_path, core, which, resolver, p
     data = json.loads(report.read_text())
     assert data["numerics"] == profile
     assert data["tensors_identical"] == data["tensors_compared"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version,resolver,profile", [
+    ("2.0.3", "default", "xnnpack-aarch64-litert2.0"),   # its delegate drops a BATCH_MATMUL zero point
+    ("1.4.0", "builtin", "builtin-aarch64-litert1"),     # its builtin BATCH_MATMUL rounds once
+    ("1.2.0", "ref", "tflm"),                             # its reference FC requantizes in fixed point
+])
+def test_older_litert_versions(device_ready, tmp_path, version, resolver, profile):
+    """Older LiteRT versions compute otherwise on the shipped model; verify picks the profile of
+    the dump's version, and it reproduces every tensor."""
+    r = cli("device", "setup", "--arch", "aarch64", "--cpu", "cortex-a76", "--litert", version, timeout=1800)
+    if r.returncode != 0:
+        pytest.skip(f"LiteRT {version} cannot be installed on the emulated device: {r.stderr.strip()}")
+    model, out = _default_model(), tmp_path / "run.npz"
+    r = cli("dump", "-m", model, "--device", f"aarch64:cortex-a76:{version}", "--resolver", resolver,
+            "--random", "2", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = tmp_path / "report.json"
+    r = cli("verify", "-m", model, "--against", str(out), "--json", str(report), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(report.read_text())
+    assert data["runtime"].startswith(f"ai-edge-litert {version}") and data["numerics"] == profile
+    assert data["tensors_identical"] == data["tensors_compared"] > 0
+    # the current profile of that resolver does not reproduce it: the version's rule is needed
+    r = cli("verify", "-m", model, "--against", str(out), "--numerics",
+            {"default": "xnnpack-aarch64", "builtin": "builtin-aarch64", "ref": "litert-ref"}[resolver],
+            "--json", str(report), timeout=600)
+    data = json.loads(report.read_text())
+    assert data["tensors_identical"] < data["tensors_compared"]

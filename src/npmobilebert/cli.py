@@ -386,7 +386,8 @@ def device_setup(arch, core, version, cache_dir):
                f"python {state['python']}, LiteRT {', '.join(state['litert'])}, cores "
                f"{', '.join(state['cores'])}; {state['bytes'] / 1e6:.0f} MB, set up in "
                f"{state['this_run_seconds']:.1f} s")
-    click.echo(f"next: npmobilebert dump --device {arch}:{core} --random 2 --out run.npz")
+    spec = f"{arch}:{core}" + (f":{version}" if version else "")
+    click.echo(f"next: npmobilebert dump --device {spec} --random 2 --out run.npz")
 
 
 @main.command()

@@ -196,10 +196,10 @@ def _ensure_tools(arch: str, log) -> None:
     if os.geteuid() != 0:
         raise InputError(f"missing {', '.join(missing)}: run 'sudo apt-get install {' '.join(missing)}' "
                          f"(installing needs root), then the setup again")
-    env_note = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log(f"installing {' '.join(missing)} (apt-get)")
     for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_note)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=apt_env)
         if proc.returncode != 0:
             last = [line for line in proc.stdout.splitlines() if line.strip()][-2:]
             raise InputError(f"{' '.join(cmd)} failed: " + " | ".join(last))
@@ -321,6 +321,9 @@ def setup(arch: str = "aarch64", core: str = DEFAULT_CORE, version: str | None =
     if not (view / "opt" / f"litert-{version}").exists() or not (view / "proc" / "cpuinfo").exists():
         _make_core_root(directory, root, CORES[core])    # never under a running dump: only when stale
 
+    # what pip resolved (unpinned dependencies), for the record: the dumps name numpy's too
+    state.setdefault("wheels", {})[f"litert-{version}"] = sorted(
+        p.name[:-len(".dist-info")] for p in target.glob("*.dist-info"))
     qemu = qemu_version(arch)
     litert = sorted(set(state.get("litert", [])) | {version})
     cores = sorted(set(state.get("cores", [])) | {core})
