@@ -354,6 +354,15 @@ def _dump_on_device(spec, model, maker, texts, ids_list, n_random, resolver, thr
     if n_random is not None:
         args += ["--random", str(n_random)]
     status, seconds, version = device.run_dump(arch, core, version, args)
+    if status < 0:          # the emulated process died of a signal: LiteRT (or qemu) crashed
+        import signal
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        click.echo(f"error: the emulated dump crashed ({name}) on {arch} "
+                   f"{core}, LiteRT {version}", err=True)
+        sys.exit(1)
     if status == 0:
         click.echo(f"on {arch} {core} (qemu), LiteRT {version}: {seconds:.1f} s", err=True)
     sys.exit(status)
