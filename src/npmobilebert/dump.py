@@ -233,7 +233,9 @@ def verify_dump(model, dump_path: str, progress=None, numerics: str | None = Non
             f"{str(meta.get('model_sha256'))[:12]}...), not {os.path.basename(model.path)} "
             f"(sha256 {sha[:12]}...); pass the model the dump was made with")
     resolver = str(meta.get("resolver", "ref"))
-    interp = Interpreter(model, numerics=numerics or profile_for_runtime(resolver, meta.get("machine"), str(meta.get("runtime", ""))))
+    # the profile of what ran: resolver, machine (aarch64 kernels differ) and LiteRT version
+    profile = numerics or profile_for_runtime(resolver, meta.get("machine"), str(meta.get("runtime", "")))
+    interp = Interpreter(model, numerics=profile)
     replay = DumpReplay(dump, model)
     inputs = replay.inputs(model)
     try:

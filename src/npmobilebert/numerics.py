@@ -101,8 +101,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "single-round": Rule(
             "single-round", "(acc * M0 + 2^(30 - shift)) >> (31 - shift): the (M0, shift) pair of "
             "fixed-point, one rounding (half up)",
-            "ruy's aarch64 kernels (ruy/kernel_arm64.cc: sqdmulh, then srshl) under LiteRT 1.x "
-            "tflite/kernels/internal/optimized/batch_matmul.h via cpu_backend_gemm"),
+            "LiteRT 1.x tflite/kernels/internal/optimized/batch_matmul.h via cpu_backend_gemm "
+            "(ruy's aarch64 kernels); the rounding measured on emulated aarch64 dumps "
+            "(docs/device.md)"),
         "fp32-rhs-zero-point-dropped": Rule(
             "fp32-rhs-zero-point-dropped", "as fp32, for every int8 BATCH_MATMUL, computed as if "
             "the rhs zero point were 0 (a LiteRT 2.0.x bug: wrong by up to several steps where "
@@ -178,9 +179,10 @@ XNNPACK_AARCH64 = Profile(
     "xnnpack-aarch64", "LiteRT default resolver on aarch64: XNNPACK delegate + builtin kernels "
     "for the rest, as LiteRT's aarch64 wheels (clang) build them",
     {**XNNPACK.choices, "softmax_int8": "uint16-lut"},
-    notes=("XNNPACK's aarch64 qs8-qc8w GEMMs (neon_mlal, neondot, neoni8mm) requantize in fp32 "
-           "with vcvtnq_s32_f32 (round to nearest-even), as its x86 kernels do; what differs from "
-           "the xnnpack profile is the builtin int8 SOFTMAX, which on aarch64 is the uint16 table.",))
+    notes=("XNNPACK's aarch64 qs8-qc8w GEMMs (neon_mlal, neondot, neoni8mm) requantize with float "
+           "per-channel scales rounded to nearest-even, as its x86 kernels do (measured: the fp32 "
+           "rule matches them); what differs from the xnnpack profile is the builtin int8 SOFTMAX, "
+           "which on aarch64 is the uint16 table.",))
 
 _LITERT20_NOTE = ("LiteRT 2.0.x's XNNPACK delegate takes the BATCH_MATMULs whose rhs zero point "
                   "is not 0 and computes them without it (measured on x86_64 and aarch64, 2.0.3); "
@@ -204,8 +206,8 @@ BUILTIN_AARCH64 = Profile(
            "requantization, not the fp32 one of XNNPACK) except int8 SOFTMAX's uint16 table.",))
 
 _LITERT1_NOTE = ("LiteRT 1.x's builtin int8 BATCH_MATMUL (the one XNNPACK leaves to it: a non-zero "
-                 "rhs zero point) rounds once, as ruy's aarch64 kernels do; 2.x rounds twice, as the "
-                 "reference does. Measured on emulated aarch64 dumps of 1.2.0 and 1.4.0.")
+                 "rhs zero point) rounds once on aarch64; 2.x rounds twice, as the reference does. "
+                 "Measured on emulated aarch64 dumps of 1.2.0 and 1.4.0.")
 
 XNNPACK_AARCH64_LITERT1 = Profile(
     "xnnpack-aarch64-litert1", "LiteRT 1.x default resolver on aarch64",
