@@ -186,7 +186,7 @@ XNNPACK_AARCH64 = Profile(
 
 _LITERT20_NOTE = ("LiteRT 2.0.x's XNNPACK delegate takes the BATCH_MATMULs whose rhs zero point "
                   "is not 0 and computes them without it (measured on x86_64 and aarch64, 2.0.3); "
-                  "2.2.0 and 2.3.0 leave them to the builtin kernel.")
+                  "2.1.6, 2.2.0 and 2.3.0 leave them to the builtin kernel.")
 
 XNNPACK_LITERT20 = Profile(
     "xnnpack-litert2.0", "LiteRT 2.0.x default resolver (x86_64)",
