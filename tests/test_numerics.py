@@ -301,6 +301,17 @@ def test_cli_verify_per_tensor_against_tflm():
     assert "numerics profile: tflm" in r.stdout and "every tensor is identical" in r.stdout
 
 
+@pytest.mark.parametrize("profile", ["xnnpack", "xnnpack-aarch64"])
+def test_explain_softmax_tables(profile):
+    """explain of an int8 SOFTMAX element under the table rules (x86's float table, aarch64's
+    uint16 one) reproduces the interpreter's element (exit 0) and says which table it read."""
+    for index in ("0,0,3,5", "0,1,7,2", "0,1,15,15"):
+        r = cli("explain", "-m", str(FIXTURES / "tiny_int8.tflite"), "--op", "28", "--index", index,
+                "--numerics", profile)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert ("uint16 table" if profile == "xnnpack-aarch64" else "float table") in r.stdout
+
+
 def test_bad_profile_on_the_command_line():
     r = cli("run", "-m", str(FIXTURES / "tiny_int8.tflite"), "--ids", "101 102", "--numerics", "arm")
     assert r.returncode == 2

@@ -111,7 +111,9 @@ def numerics_option(default_help: str = "litert-ref"):
     from .numerics import PROFILES
     return click.option("--numerics", type=click.Choice(list(PROFILES)), default=None,
                         help="Numerics profile: litert-ref (LiteRT's reference kernels), tflm "
-                        "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver)"
+                        "(TensorFlow Lite Micro), xnnpack (LiteRT's default resolver), "
+                        "xnnpack-aarch64 (the same on aarch64), builtin-aarch64 (LiteRT's optimized "
+                        "builtin kernels on aarch64)"
                         f" [default: {default_help}].")
 
 
@@ -220,7 +222,9 @@ def _answer_line(label: str, probabilities: dict, text: str) -> str:
               show_default=True, help="LiteRT resolver: reference kernels, optimized builtin, or XNNPACK; "
               "tflm: TensorFlow Lite Micro (the tflite-micro package); "
               "or a dump made by 'npmobilebert dump' (e.g. on a device) to recompute from its stored inputs.")
-@numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack")
+@numerics_option("the profile of the runtime checked: ref -> litert-ref, tflm -> tflm, default -> xnnpack "
+                 "(on aarch64 and for a dump made there: default -> xnnpack-aarch64, builtin -> "
+                 "builtin-aarch64)")
 @input_set_options(default_random=5)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert",
@@ -335,7 +339,11 @@ def _verify_dump(model_path, dump_path, numerics, json_path, given, overlay_path
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
               help="The .npz to write (every tensor by name, the inputs, metadata).")
-def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_path):
+@click.option("--device", "device_spec", default=None, metavar="ARCH[:CPU[:LITERT]]",
+              help="Run the dump on an emulated device set up by 'npmobilebert device setup', e.g. "
+              "aarch64:cortex-a76 (cortex-a72, cortex-a76, neoverse-n1; LiteRT: the host's version "
+              "when set up, else the newest set up). Texts are tokenized here, the ids sent.")
+def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_path, device_spec):
     """Run LiteRT and save every tensor of each run to an .npz (for 'verify --against RUN.npz').
 
     Made for a device with only LiteRT (or tflite-runtime) and numpy: with --ids or --random no
@@ -349,6 +357,9 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
     _warn_if_threads_exceed_cores([threads])
     model = _load(model_path)
     maker = InputMaker(model)
+    if device_spec is not None:
+        _dump_on_device(device_spec, model, maker, texts, ids_list, n_random, resolver, threads, seed,
+                        out_path)
     inputs = [maker.from_text(t).arrays for t in texts]
     inputs += [maker.from_ids(ids).arrays for ids in parse_ids_list(ids_list)]
     if n_random is None:
@@ -365,6 +376,67 @@ def dump(model_path, texts, ids_list, n_random, resolver, threads, seed, out_pat
                f"'{resolver}' resolver, to {out_path}")
     if meta.get("not_readable"):
         click.echo(f"not readable in the runtime: {len(meta['not_readable'])} tensors", err=True)
+
+
+def _dump_on_device(spec, model, maker, texts, ids_list, n_random, resolver, threads, seed, out_path):
+    """dump --device: the same dump, run by device.py inside the emulator; exits with its status."""
+    from . import device
+
+    arch, core, version = device.parse_device(spec)
+    if resolver == "tflm":
+        raise InputError("--device runs LiteRT: --resolver tflm does not apply")
+    # the device has no tokenizer (docs/device.md's minimal install): texts go as their ids
+    ids = [" ".join(map(str, _ids_of(maker, maker.from_text(t)))) for t in texts] + list(ids_list)
+    args = ["-m", os.path.abspath(model.path), "--resolver", resolver, "--threads", str(threads),
+            "--seed", str(seed), "--out", os.path.abspath(out_path)]
+    for one in ids:
+        args += ["--ids", one]
+    if n_random is not None:
+        args += ["--random", str(n_random)]
+    status, seconds, version = device.run_dump(arch, core, version, args)
+    if status < 0:          # the emulated process died of a signal: LiteRT (or qemu) crashed
+        import signal
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        click.echo(f"error: the emulated dump crashed ({name}) on {arch} "
+                   f"{core}, LiteRT {version}", err=True)
+        sys.exit(1)
+    if status == 0:
+        click.echo(f"on {arch} {core} (qemu), LiteRT {version}: {seconds:.1f} s", err=True)
+    sys.exit(status)
+
+
+@main.group()
+def device():
+    """An emulated device: LiteRT's aarch64 wheels under qemu-user (see docs/device.md)."""
+
+
+@device.command("setup")
+@click.option("--arch", type=click.Choice(["aarch64"]), default="aarch64", show_default=True)
+@click.option("--cpu", "core", type=click.Choice(["cortex-a72", "cortex-a76", "neoverse-n1"]),
+              default="cortex-a76", show_default=True,
+              help="The emulated core (Raspberry Pi 4: cortex-a72, Pi 5: cortex-a76).")
+@click.option("--litert", "version", default=None,
+              help="The ai-edge-litert version to install (default: the host's).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the device lives (default: $NPMOBILEBERT_DEVICE_CACHE, else "
+              "~/.cache/npmobilebert/device).")
+def device_setup(arch, core, version, cache_dir):
+    """Build (once; later calls reuse it) the emulated device: Debian's qemu-user-static and
+    mmdebstrap (apt-get when missing), an arm64 Debian root with Python, aarch64 wheels of numpy and
+    ai-edge-litert, an Arm /proc/cpuinfo of the core."""
+    from . import device as dev
+
+    state = dev.setup(arch, core, version, base=cache_dir, log=lambda m: click.echo(m, err=True))
+    directory = dev.cache_dir(arch, cache_dir)
+    click.echo(f"{arch} device ready in {directory}: {state['debian']}, qemu {state['qemu']}, "
+               f"python {state['python']}, LiteRT {', '.join(state['litert'])}, cores "
+               f"{', '.join(state['cores'])}; {state['bytes'] / 1e6:.0f} MB, set up in "
+               f"{state['this_run_seconds']:.1f} s")
+    spec = f"{arch}:{core}" + (f":{version}" if version else "")
+    click.echo(f"next: npmobilebert dump --device {spec} --random 2 --out run.npz")
 
 
 @main.command()

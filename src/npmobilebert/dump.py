@@ -16,7 +16,8 @@ The dump (an ``.npz`` that ``np.load`` reads without pickles, written atomically
 * several runs (``--random N``, repeated ``--text``/``--ids``): the same keys under ``run<k>/``
   (``run0/...``, ``run1/...``), all in one file;
 * ``__meta__``: a 0-d unicode array holding JSON -- format, runtime name and version, resolver,
-  threads, the model's file name, size and sha256, machine and Python, the run prefixes, and
+  threads, the model's file name, size and sha256, machine, CPU (from /proc/cpuinfo), the
+  emulator when emulated (device.py), Python, the run prefixes, and
   ``tensors`` (key -> tensor index; a name that two tensors share gets ``#<index>`` appended).
 
 ``verify`` refuses a dump of another model (sha256 mismatch, exit 2).  Against a dump made with
@@ -45,6 +46,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .device import EMULATOR_ENV, this_cpu
 from .errors import InputError, escape_text
 
 DUMP_FORMAT = "npmobilebert-dump/1"
@@ -110,6 +112,7 @@ def dump_runs(model_path: str, inputs_list: Sequence[list[np.ndarray]], out_path
         "model_sha256": sha256_file(model_path),
         "machine": platform.machine(), "system": platform.system(),
         "python": platform.python_version(), "numpy": np.__version__,
+        "cpu": this_cpu(), "emulator": os.environ.get(EMULATOR_ENV),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": len(inputs_list), "prefixes": prefixes,
         "inputs": input_names, "tensors": {key: i for i, key in keys.items()},
@@ -268,7 +271,9 @@ def verify_dump(model, dump_path: str, progress=None, numerics: str | None = Non
             f"{str(meta.get('model_sha256'))[:12]}...), not {os.path.basename(model.path)} "
             f"(sha256 {sha[:12]}...); pass the model the dump was made with")
     resolver = str(meta.get("resolver", "ref"))
-    interp = Interpreter(model, numerics=numerics or profile_for_runtime(resolver))
+    # the profile of what ran: resolver, machine (aarch64 kernels differ) and LiteRT version
+    profile = numerics or profile_for_runtime(resolver, meta.get("machine"), str(meta.get("runtime", "")))
+    interp = Interpreter(model, numerics=profile)
     replay = DumpReplay(dump, model)
     inputs = replay.inputs(model)
     try:

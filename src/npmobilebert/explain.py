@@ -645,8 +645,8 @@ def explain_softmax(site: Site):
     beta = float(np.float32(site.op.options.get("beta", 1.0)))
     if x_t.dtype == np.float32:
         return _softmax_float(site, row, j, beta)
-    if x_t.dtype == np.int8 and "table" in site.params:
-        return _softmax_int8_float_table(site, row.astype(np.int64), j, beta)
+    if x_t.dtype == np.int8 and out_t.dtype == np.int8 and "table" in site.params:
+        return _softmax_int8_table(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _softmax_int8(site, row.astype(np.int64), j, beta)
     if x_t.dtype == np.int16 and out_t.dtype == np.int16:
@@ -714,28 +714,43 @@ def _softmax_int8(site: Site, row: np.ndarray, j: int, beta: float):
     return q
 
 
-def _softmax_int8_float_table(site: Site, row: np.ndarray, j: int, beta: float):
-    """LiteRT's builtin int8 SOFTMAX (softmax._prepare_int8_float_lut): a float table of exps."""
+def _softmax_int8_table(site: Site, row: np.ndarray, j: int, beta: float):
+    """LiteRT's optimized int8 SOFTMAX: a table of exp over the 256 possible differences, as the
+    kernel (kernels/softmax.py) builds it -- float32 values (float-lut, x86) or uint16 ones
+    (uint16-lut, aarch64)."""
     x_t, out_t, table = site.tensor(0), site.out_t, site.params["table"]
+    out_scale, out_zp = np.float32(_scale(out_t)), _zp(out_t)
     site.say(f"row of {row.size} int8 inputs {_quant_words(x_t)}: {_ints(row, 12)}")
     mx = int(row.max())
     d = mx - row
     site.say()
     site.say(f"1. row maximum {mx}; this element {int(row[j])}: d = {mx} - {int(row[j])} = {int(d[j])}")
-    site.say(f"2. float table, filled once (PopulateSoftmaxLookupTable): table[d] = expf(-in_scale * beta * d)"
-             f" = expf(-{_scale(x_t):.6g} * {beta:g} * {int(d[j])}) = {float(table[d[j]]):.9g} (float32)")
-    exps = table[d]
-    total = np.add.accumulate(exps, dtype=np.float32)[-1]
-    site.say(f"3. the row's table values summed one at a time in float32: {_floats(exps)} -> {float(total):.9g}")
-    inv = np.float32(np.float32(1) / np.float32(total * np.float32(_scale(out_t))))
-    site.say(f"4. 1 / (sum * out_scale) = 1 / ({float(total):.9g} * {_scale(out_t):.6g}) = {float(inv):.9g} (float32)")
-    prob = np.float32(exps[j] * inv)
-    r = int(fp.round_half_away(prob))
-    site.say(f"5. round({float(exps[j]):.9g} * {float(inv):.9g} = {float(prob):.9g}) = {r}   (std::round: ties away"
-             f" from zero); + zero point {_zp(out_t)} = {r + _zp(out_t)}")
-    q = _clamp(site, r + _zp(out_t), -128, 127, "int8")
+    if np.issubdtype(table.dtype, np.floating):
+        exps = table[d]
+        site.say(f"2. float table expf(-in_scale * beta * d): table[{int(d[j])}] = {float(exps[j]):.8g}")
+        total = np.add.accumulate(exps, dtype=np.float32)[-1]
+        inv = np.float32(np.float32(1) / np.float32(total * out_scale))
+        site.say(f"3. float32 sum of the row's table values {float(total):.8g}; 1 / (sum * out_scale "
+                 f"{float(out_scale):.6g}) = {float(inv):.8g}")
+        prob = np.float32(exps[j] * inv)
+        out = int(fp.round_half_away(prob)) + out_zp
+        site.say(f"4. round(table value * that) = round({float(prob):.6f}) + zero point {out_zp} = {out}")
+    else:
+        values = table[d]
+        site.say(f"2. uint16 table (int)(expf(-in_scale * beta * d) * 65535 + 0.5): table[{int(d[j])}]"
+                 f" = {int(values[j])} (= {int(values[j]) / 65535:.6f})")
+        total = int(values.sum())
+        inv = np.float32(np.float32(1) / np.float32(np.float32(total) * out_scale))
+        mult, shift = fp.quantize_multiplier(float(inv))
+        site.say(f"3. int32 sum of the row's table values {total}; 1.0f / (sum * out_scale "
+                 f"{float(out_scale):.6g}) = {float(inv):.8g} = M0 {mult} * 2^{shift} / 2^31 (QuantizeMultiplier)")
+        scaled = int(fp.multiply_by_quantized_multiplier(np.int64(values[j]), mult, shift))
+        out = scaled + out_zp
+        site.say(f"4. MultiplyByQuantizedMultiplier({int(values[j])}, {mult}, {shift}) = {scaled};"
+                 f" + zero point {out_zp} = {out}")
+    q = _clamp(site, out, -128, 127, f"the {out_t.type_name} range")
     site.say()
-    site.say("6. what it approximates")
+    site.say("5. what it approximates")
     _float_comparison(site, q, _softmax_reference(site, row, j, beta),
                       "softmax(beta * dequantized row)[j], in double")
     return q

@@ -12,6 +12,8 @@ computes its exponentials, which ops a delegate takes. A profile names one choic
 * ``tflm``: TensorFlow Lite Micro's kernels, as the ``tflite-micro`` Python package runs them.
 * ``xnnpack``: LiteRT's default resolver -- the XNNPACK delegate for the ops it takes, LiteRT's
   optimized builtin kernels for the others.
+* ``xnnpack-aarch64`` and ``builtin-aarch64``: the default resolver and the optimized builtin
+  kernels of LiteRT's aarch64 wheels (checked on an emulated Arm core, docs/device.md).
 
 The kernels stay one per op: each looks up its rule in ``ctx.numerics`` and calls the small
 strategy function of that name. This module only *names* the rules (and says which source each
@@ -107,6 +109,19 @@ RULES: dict[str, dict[str, Rule]] = {
             "only where the rhs zero point is 0 (else the builtin kernel runs it)",
             "XNNPACK src/subgraph/batch-matrix-multiply.c + src/qs8-gemm (fp32); LiteRT "
             "tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode"),
+        "single-round": Rule(
+            "single-round", "(acc * M0 + 2^(30 - shift)) >> (31 - shift): the (M0, shift) pair of "
+            "fixed-point, one rounding (half up)",
+            "LiteRT 1.x tflite/kernels/internal/optimized/batch_matmul.h via cpu_backend_gemm "
+            "(ruy's aarch64 kernels); the rounding measured on emulated aarch64 dumps "
+            "(docs/device.md)"),
+        "fp32-rhs-zero-point-dropped": Rule(
+            "fp32-rhs-zero-point-dropped", "as fp32, for every int8 BATCH_MATMUL, computed as if "
+            "the rhs zero point were 0 (a LiteRT 2.0.x bug: wrong by up to several steps where "
+            "it is not)",
+            "LiteRT 2.0.x tflite/delegates/xnnpack/xnnpack_delegate.cc VisitBatchMatMulNode "
+            "(no zero-point check yet) + XNNPACK src/subgraph/batch-matrix-multiply.c; measured "
+            "on emulated aarch64 dumps (docs/device.md)"),
     },
     # SOFTMAX int8 (XNNPACK does not take it: LiteRT's builtin kernel runs it in the xnnpack profile)
     "softmax_int8": {
@@ -115,6 +130,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "float32 sum, 1/(sum*out_scale), round(table*that) + zero point",
             "LiteRT tflite/kernels/activations.cc SoftmaxPrepare (PopulateSoftmaxLookupTable) + "
             "tflite/kernels/internal/optimized/optimized_ops.h Softmax (float table)"),
+        "uint16-lut": Rule(
+            "uint16-lut", "uint16 table (int)(expf(-in_scale*beta*d) * 65535 + 0.5) of d = max - x, "
+            "int32 sum, QuantizeMultiplier(1.0f/(sum*out_scale)), MultiplyByQuantizedMultiplier of "
+            "each table value + zero point",
+            "LiteRT tflite/kernels/internal/optimized/optimized_ops.h PopulateSoftmaxUInt8LookupTable "
+            "+ SoftmaxInt8LUT (TFLITE_SOFTMAX_USE_UINT16_LUT: __aarch64__ && __clang__) via "
+            "tflite/kernels/activations.cc SoftmaxQuantized"),
         "gemmlowp": Rule(
             "gemmlowp", "Q5.26 scaled difference, gemmlowp exp_on_negative_values, Q12.19 sum, "
             "GetReciprocal",
@@ -166,7 +188,52 @@ XNNPACK = Profile(
            "reference ones except SOFTMAX's float table): SOFTMAX, GATHER, CAST, the last STRIDED_SLICE, and every "
            "BATCH_MATMUL whose rhs zero point is not 0."))
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK)}
+XNNPACK_AARCH64 = Profile(
+    "xnnpack-aarch64", "LiteRT default resolver on aarch64: XNNPACK delegate + builtin kernels "
+    "for the rest, as LiteRT's aarch64 wheels (clang) build them",
+    {**XNNPACK.choices, "softmax_int8": "uint16-lut"},
+    notes=("XNNPACK's aarch64 qs8-qc8w GEMMs (neon_mlal, neondot, neoni8mm) requantize with float "
+           "per-channel scales rounded to nearest-even, as its x86 kernels do (measured: the fp32 "
+           "rule matches them); what differs from the xnnpack profile is the builtin int8 SOFTMAX, "
+           "which on aarch64 is the uint16 table.",))
+
+_LITERT20_NOTE = ("LiteRT 2.0.x's XNNPACK delegate takes the BATCH_MATMULs whose rhs zero point "
+                  "is not 0 and computes them without it (measured on x86_64 and aarch64, 2.0.3); "
+                  "2.1.6, 2.2.0 and 2.3.0 leave them to the builtin kernel.")
+
+XNNPACK_LITERT20 = Profile(
+    "xnnpack-litert2.0", "LiteRT 2.0.x default resolver (x86_64)",
+    {**XNNPACK.choices, "batch_matmul_requantize": "fp32-rhs-zero-point-dropped"}, notes=(_LITERT20_NOTE,))
+
+XNNPACK_AARCH64_LITERT20 = Profile(
+    "xnnpack-aarch64-litert2.0", "LiteRT 2.0.x default resolver on aarch64",
+    {**XNNPACK_AARCH64.choices, "batch_matmul_requantize": "fp32-rhs-zero-point-dropped"},
+    notes=(_LITERT20_NOTE,))
+
+BUILTIN_AARCH64 = Profile(
+    "builtin-aarch64", "LiteRT optimized builtin kernels (BUILTIN) on aarch64, as LiteRT's aarch64 "
+    "wheels (clang) build them",
+    {**LITERT_REF.choices, "softmax_int8": "uint16-lut"},
+    notes=("Measured (LiteRT 2.3.0, docs/device.md): the aarch64 builtin kernels compute what the "
+           "reference ones do (FULLY_CONNECTED's ruy path included: its double-precision "
+           "requantization, not the fp32 one of XNNPACK) except int8 SOFTMAX's uint16 table.",))
+
+_LITERT1_NOTE = ("LiteRT 1.x's builtin int8 BATCH_MATMUL (the one XNNPACK leaves to it: a non-zero "
+                 "rhs zero point) rounds once on aarch64; 2.x rounds twice, as the reference does. "
+                 "Measured on emulated aarch64 dumps of 1.2.0 and 1.4.0.")
+
+XNNPACK_AARCH64_LITERT1 = Profile(
+    "xnnpack-aarch64-litert1", "LiteRT 1.x default resolver on aarch64",
+    {**XNNPACK_AARCH64.choices, "batch_matmul_requantize": "single-round"}, notes=(_LITERT1_NOTE,))
+
+BUILTIN_AARCH64_LITERT1 = Profile(
+    "builtin-aarch64-litert1", "LiteRT 1.x optimized builtin kernels on aarch64",
+    {**BUILTIN_AARCH64.choices, "batch_matmul_requantize": "single-round"}, notes=(_LITERT1_NOTE,))
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LITERT_REF, TFLM, XNNPACK, XNNPACK_AARCH64,
+                                                      BUILTIN_AARCH64, XNNPACK_LITERT20,
+                                                      XNNPACK_AARCH64_LITERT20, XNNPACK_AARCH64_LITERT1,
+                                                      BUILTIN_AARCH64_LITERT1)}
 DEFAULT = LITERT_REF.name
 
 
@@ -175,13 +242,36 @@ DEFAULT = LITERT_REF.name
 PROFILE_FOR_RUNTIME = {"ref": "litert-ref", "builtin": "litert-ref", "default": "xnnpack",
                        "tflm": "tflm"}
 
+#: The same on an aarch64 machine (a dump's "machine"), where LiteRT's wheels take other kernels.
+PROFILE_FOR_RUNTIME_AARCH64 = {**PROFILE_FOR_RUNTIME, "default": "xnnpack-aarch64",
+                               "builtin": "builtin-aarch64"}
+
 #: (runtime, profile) pairs that are bit-identical by construction: verify demands every tensor.
-EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm")})
+#: The aarch64 pairs: measured identical on every tensor of aarch64 dumps (LiteRT 2.3.0,
+#: docs/device.md), so a difference there is news, not rounding noise.
+EXACT_PAIRS = frozenset({("ref", "litert-ref"), ("tflm", "tflm"), ("default", "xnnpack-aarch64"),
+                         ("builtin", "builtin-aarch64"), ("default", "xnnpack-aarch64-litert2.0"),
+                         ("default", "xnnpack-aarch64-litert1"), ("builtin", "builtin-aarch64-litert1")})
 
 
-def profile_for_runtime(against: str) -> str:
-    """The profile to compare a runtime with (the default one where none reproduces it)."""
-    name = PROFILE_FOR_RUNTIME.get(against, DEFAULT)
+def profile_for_runtime(against: str, machine: str | None = None, runtime: str | None = None) -> str:
+    """The profile to compare a runtime with (the default one where none reproduces it);
+    ``machine``: where it ran (platform.machine(), e.g. a dump's), this one when None;
+    ``runtime``: its name and version (``"ai-edge-litert 2.0.3"``), for the versions whose
+    arithmetic differs from the current one."""
+    import platform
+
+    aarch64 = (machine or platform.machine()) in ("aarch64", "arm64")
+    table = PROFILE_FOR_RUNTIME_AARCH64 if aarch64 else PROFILE_FOR_RUNTIME
+    name = table.get(against, DEFAULT)
+    # the versions measured to compute otherwise (docs/device.md's table)
+    version = runtime[len("ai-edge-litert "):] if runtime and runtime.startswith("ai-edge-litert ") else ""
+    if against == "default" and version.startswith("2.0."):
+        name = XNNPACK_AARCH64_LITERT20.name if aarch64 else XNNPACK_LITERT20.name
+    elif against == "ref" and version.startswith("1.2."):
+        name = TFLM.name            # its reference FULLY_CONNECTED still requantized in fixed point
+    elif aarch64 and against in ("default", "builtin") and version.startswith(("1.2.", "1.4.")):
+        name = (XNNPACK_AARCH64_LITERT1 if against == "default" else BUILTIN_AARCH64_LITERT1).name
     return name if name in PROFILES else DEFAULT
 
 

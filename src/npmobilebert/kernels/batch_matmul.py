@@ -19,7 +19,8 @@ import numpy as np
 
 from ..fixedpoint import (FLOAT_MBQM_LIMIT, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_float, multiply_by_quantized_multiplier_int64,
-                          quantize_multiplier, requantize_fp32)
+                          multiply_by_quantized_multiplier_single_round, quantize_multiplier,
+                          requantize_fp32)
 from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
@@ -64,12 +65,16 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     # which first rounds the multiplier to 16 bits (common.cc).
     fixed_point = (multiply_by_quantized_multiplier_int64 if lhs_t.dtype == np.int16
                    else multiply_by_quantized_multiplier)
-    strategy = ctx.numerics.strategy("batch_matmul_requantize")
-    if strategy == "fp32" and (lhs_t.dtype != np.int8 or zero_point_of(rhs_t) != 0):
+    strategy = rule_name = ctx.numerics.strategy("batch_matmul_requantize")
+    if strategy == "fp32-rhs-zero-point-dropped" and lhs_t.dtype == np.int8:
+        # LiteRT 2.0.x's delegate takes every int8 BATCH_MATMUL and XNNPACK computes it as if
+        # the rhs zero point were 0 (numerics.py: the rule and how it was found)
+        strategy, rhs_offset = "fp32", 0
+    elif strategy.startswith("fp32") and (lhs_t.dtype != np.int8 or zero_point_of(rhs_t) != 0):
         # xnnpack_delegate.cc VisitBatchMatMulNode takes int8 only with a zero rhs zero point;
         # the others run in LiteRT's builtin kernel (fixed point)
-        strategy = "fixed-point"
-    rule = ctx.numerics.rule("batch_matmul_requantize", strategy)
+        strategy = rule_name = "fixed-point"
+    rule = ctx.numerics.rule("batch_matmul_requantize", rule_name)
     if strategy == "fixed-point-f64":
         # TFLite Micro: the same GetQuantizedConvolutionMultipler, whose build in the tflite-micro
         # package multiplies the scales in double (see fully_connected._requantize_fixed_point)
@@ -99,6 +104,9 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
                                                           x_bound=depth * lhs_limit * rhs_limit)
         if strategy == "fp32":
             return clamp_cast(requantize_fp32(acc, fp32_scale) + out_zp, lo, hi, out_t.dtype)
+        if strategy == "single-round":
+            return clamp_cast(multiply_by_quantized_multiplier_single_round(acc.astype(np.int64), multiplier, shift)
+                              + out_zp, lo, hi, out_t.dtype)
         return clamp_cast(fixed_point(acc.astype(np.int64), multiplier, shift) + out_zp, lo, hi, out_t.dtype)
 
     def run(inputs):

@@ -32,6 +32,8 @@ def prepare_softmax(ctx: OpContext) -> PreparedOp:
         return _prepare_float(ctx, beta)
     if x_t.dtype == np.int8 and out_t.dtype == np.int8 and ctx.numerics.strategy("softmax_int8") == "float-lut":
         return _prepare_int8_float_lut(ctx, beta)
+    if x_t.dtype == np.int8 and out_t.dtype == np.int8 and ctx.numerics.strategy("softmax_int8") == "uint16-lut":
+        return _prepare_int8_uint16_lut(ctx, beta)
     if x_t.dtype == np.int8 and out_t.dtype in (np.int8, np.int16):
         return _prepare_int8(ctx, beta)
     if x_t.dtype == np.int16 and out_t.dtype == np.int16:
@@ -104,6 +106,41 @@ def _prepare_int8_float_lut(ctx: OpContext, beta: float) -> PreparedOp:
         prob = (exps * inv).astype(np.float32)
         out = fp.round_half_away(prob).astype(np.int64) + out_zp
         return [clamp_cast(out, -128, 127, np.int8)]
+
+    rule = ctx.numerics.rule("softmax_int8")
+    return PreparedOp(ctx, run, {"table": table}, rule.source)
+
+
+def _prepare_int8_uint16_lut(ctx: OpContext, beta: float) -> PreparedOp:
+    """LiteRT's builtin int8 SOFTMAX on aarch64 (optimized_ops.h defines
+    TFLITE_SOFTMAX_USE_UINT16_LUT for ``__aarch64__ && __clang__``, and activations.cc then runs
+    SoftmaxInt8LUT instead of the float table): PopulateSoftmaxUInt8LookupTable stores
+    ``(int)(expf(scale * -d) * 65535 + 0.5)`` for d = max - x as two uint8 halves; a row sums
+    them in int32, ``1.0f / (sum * out_scale)`` becomes a (multiplier, shift) pair
+    (QuantizeMultiplier) and each table value is requantized by MultiplyByQuantizedMultiplier
+    (its NEON form, vqrdmulh + vrshl, equals the scalar one on these non-negative values)."""
+    x_t, out_t = ctx.inputs[0], ctx.outputs[0]
+    scale = np.float32(np.float32(scale_of(x_t)) * np.float32(beta))
+    # scale * (val - 255) for val = 255 - d, in float32; expf; * 65535 in float32; + 0.5 in
+    # double; the cast truncates (the value is >= 0.5); min(65535, .)
+    exps = float32_of_exact(np.exp, (scale * -np.arange(256, dtype=np.float32)).astype(np.float32))
+    table = np.minimum(np.trunc((exps * np.float32(65535)).astype(np.float32).astype(np.float64) + 0.5)
+                       .astype(np.int64), 65535)
+    out_scale, out_zp = np.float32(scale_of(out_t)), zero_point_of(out_t)
+
+    def run(inputs):
+        x = inputs[0]
+        index = np.subtract(x.max(axis=-1, keepdims=True), x).view(np.uint8)   # d = max - x
+        values = np.take(table, index)                                       # [..., depth] int64
+        sums = values.sum(axis=-1)                                           # int32 in the C++
+        out = np.empty(values.shape, dtype=np.int64)
+        flat_values, flat_out = values.reshape(-1, values.shape[-1]), out.reshape(-1, values.shape[-1])
+        # one (multiplier, shift) per row: 1.0f / ((float) sum * out_scale) in float32
+        inv = np.float32(1) / (sums.reshape(-1).astype(np.float32) * out_scale).astype(np.float32)
+        for row, (value, inverse) in enumerate(zip(flat_values, inv.astype(np.float32))):
+            multiplier, shift = fp.quantize_multiplier(float(inverse))
+            flat_out[row] = fp.multiply_by_quantized_multiplier(value, multiplier, shift)
+        return [clamp_cast(out + out_zp, -128, 127, np.int8)]
 
     rule = ctx.numerics.rule("softmax_int8")
     return PreparedOp(ctx, run, {"table": table}, rule.source)
