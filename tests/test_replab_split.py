@@ -102,3 +102,34 @@ def test_cli_writes_the_temporal_split_outside_the_repo(tmp_path, replab_rows):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dev_temporal.tsv", "train_temporal.tsv"]
     dev_lines = (tmp_path / "dev_temporal.tsv").read_text(encoding="utf-8").splitlines()
     assert len(dev_lines) - 1 == json.loads(split_replab.TEMPORAL_JSON.read_text())["counts"]["dev"]["rows"]
+
+
+def test_temporal_folds_slice_every_entity_in_time():
+    rows = made_up_rows()
+    folds = split_replab.train_folds(rows, 3, "temporal")
+    assert sorted(k for f in folds for k in f) == list(range(len(rows)))      # a partition
+    for entity in {r["entity_id"] for r in rows if sum(x["entity_id"] == r["entity_id"] for x in rows) >= 3}:
+        ids = [[int(rows[k]["tweet_id"]) for k in f if rows[k]["entity_id"] == entity] for f in folds]
+        assert all(ids), entity                                                 # every fold has the entity
+        assert max(ids[0]) < min(ids[1]) and max(ids[1]) < min(ids[2]), entity   # in time order
+
+
+def test_training_tools_share_the_data_options(tmp_path):
+    import argparse
+
+    import polarity_data
+
+    ap = argparse.ArgumentParser()
+    polarity_data.add_data_options(ap)
+    args = ap.parse_args(["--split", "temporal", "--normalize", "tweet-v1"])
+    assert (args.split, args.normalize) == ("temporal", "tweet-v1")
+    assert (ap.parse_args([]).split, ap.parse_args([]).normalize) == ("entity", None)
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--normalize", "tweet-v9"])
+    # a teacher trained on one split is refused for a run on another
+    (tmp_path / "metrics.json").write_text(json.dumps({"recipe": {"split": "entity"}}))
+    polarity_data.check_teacher_data(tmp_path, "entity", None)
+    with pytest.raises(SystemExit, match="--split entity"):
+        polarity_data.check_teacher_data(tmp_path, "temporal", None)
+    with pytest.raises(SystemExit, match="normalize"):
+        polarity_data.check_teacher_data(tmp_path, "entity", "tweet-v1")

@@ -120,6 +120,27 @@ def entity_folds(rows: list[dict], n_folds: int) -> list[np.ndarray]:
     return [held_out for _, held_out in GroupKFold(n_folds).split(groups, groups=groups)]
 
 
+def temporal_folds(rows: list[dict], n_folds: int) -> list[np.ndarray]:
+    """The held-out row indices of ``n_folds`` folds in time: fold k holds the k-th of n_folds
+    consecutive slices (by tweet id) of every entity's rows, so each fold has every entity, as the
+    temporal dev split has; for out-of-fold scores of a temporal split's train rows."""
+    per_entity: dict[str, list[int]] = defaultdict(list)
+    for k, r in enumerate(rows):
+        per_entity[r["entity_id"]].append(k)
+    folds: list[list[int]] = [[] for _ in range(n_folds)]
+    for members in per_entity.values():
+        members.sort(key=lambda k: int(rows[k]["tweet_id"]))
+        for rank, k in enumerate(members):
+            folds[rank * n_folds // len(members)].append(k)
+    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+def train_folds(rows: list[dict], n_folds: int, protocol: str = "entity") -> list[np.ndarray]:
+    """Out-of-fold folds of a split's train rows that ask the split's own question: whole brands
+    (entity) or every brand's later tweets (temporal)."""
+    return temporal_folds(rows, n_folds) if protocol == "temporal" else entity_folds(rows, n_folds)
+
+
 def describe(name: str, rows: list[dict]) -> str:
     c = Counter(r["label"] for r in rows)
     n = len(rows) or 1
