@@ -133,3 +133,5 @@ def test_training_tools_share_the_data_options(tmp_path):
         polarity_data.check_teacher_data(tmp_path, "temporal", None)
     with pytest.raises(SystemExit, match="normalize"):
         polarity_data.check_teacher_data(tmp_path, "entity", "tweet-v1")
+    with pytest.raises(SystemExit, match="--limit 48"):     # a smoke-run teacher has other logits
+        polarity_data.check_teacher_data(tmp_path, "entity", None, 48)

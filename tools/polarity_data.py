@@ -25,7 +25,8 @@ from split_replab import LABELS, apply_split, split_json, train_folds
 from npmobilebert.text import Tokenizer
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data"
+# ../shared/data beside the checkout, or where NPMOBILEBERT_SHARED_DATA says (a worktree elsewhere)
+SHARED = Path(os.environ.get("NPMOBILEBERT_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
 REPLAB = SHARED / "replab2013" / "train_en.tsv"
 TWEETEVAL = SHARED / "tweeteval" / "val.tsv"
 UNLABELED = SHARED / "unlabeled" / "tweets_en.txt"
@@ -115,20 +116,28 @@ def add_data_options(ap) -> None:
     ap.add_argument("--split", choices=("entity", "temporal"), default="entity",
                     help="the dev split: entity (unseen brands) or temporal (RepLab's protocol, every brand's "
                          "latest tweets); tools/split_replab.py")
+    ap.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="smoke run: the first N tweets of every set only (train, dev, TweetEval, unlabeled)")
     ap.add_argument("--normalize", choices=tuple(NORMALIZERS), default=None,
                     help="text normalisation beyond the default (tweet-v1: emoji, emoticons, hashtags as words); "
                          "the shipped model's metadata names it so that classify reads text the same way")
 
 
-def check_teacher_data(teacher_dir: Path, split: str, normalize: str | None) -> None:
-    """Refuse a teacher trained on another split or normalisation than the run that uses it."""
+def check_teacher_data(teacher_dir: Path, split: str, normalize: str | None, limit: int | None = None) -> None:
+    """Refuse a teacher trained on another split, normalisation or --limit than the run that uses
+    it (its stored logits would not be of this run's tweets)."""
     import json
 
     recipe = json.loads((teacher_dir / "metrics.json").read_text()).get("recipe", {})
-    theirs = (recipe.get("split", "entity"), recipe.get("normalize"))
-    if theirs != (split, normalize):
-        raise SystemExit(f"error: {teacher_dir} was trained with --split {theirs[0]} --normalize {theirs[1]}, "
-                         f"this run uses --split {split} --normalize {normalize}")
+    theirs = (recipe.get("split", "entity"), recipe.get("normalize"), recipe.get("limit"))
+    if theirs != (split, normalize, limit):
+        raise SystemExit(f"error: {teacher_dir} was trained with --split {theirs[0]} --normalize {theirs[1]} "
+                         f"--limit {theirs[2]}, this run uses --split {split} --normalize {normalize} --limit {limit}")
+
+
+def first(items: TokenSet, limit: int | None) -> TokenSet:
+    """The first ``limit`` items (all when None): --limit's smoke runs."""
+    return items if limit is None else subset(items, np.arange(min(limit, len(items))))
 
 
 def pad_batch(ids: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:

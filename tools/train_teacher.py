@@ -104,6 +104,7 @@ def main(argv=None) -> int:
         held_out = data.replab_train_folds(args.folds, args.split)[args.fold]
         train_set, scored = (data.subset(train_set, np.setdiff1d(np.arange(len(train_set)), held_out)),
                              data.subset(train_set, held_out))
+    train_set, scored = data.first(train_set, args.limit), data.first(scored, args.limit)
     print(f"train {len(train_set)}  {'dev' if args.fold is None else 'held out'} {len(scored)}"
           f"  (seq_len {data.SEQ_LEN})")
     model = load_teacher()
@@ -112,8 +113,8 @@ def main(argv=None) -> int:
     train_s = time.time() - t0
 
     forward = forward_fn(model)
-    sets = ({"train": train_set, "dev": scored, "tweeteval": data.tweeteval(args.normalize),
-             "unlabeled": data.unlabeled(normalize=args.normalize)}
+    sets = ({"train": train_set, "dev": scored, "tweeteval": data.first(data.tweeteval(args.normalize), args.limit),
+             "unlabeled": data.unlabeled(args.limit, args.normalize)}
             if args.fold is None else {"heldout": scored})
     metrics = {"params": sum(p.numel() for p in model.parameters()),
                "train_seconds_this_run": round(train_s, 1), "recipe": vars(args) | {"work_dir": str(work)}}
