@@ -9,6 +9,8 @@ directory under ~/.cache/npmobilebert/train/ to redo it). Seeds are fixed.
 --split temporal (RepLab's protocol: every brand's latest tweets as dev) and --normalize tweet-v1
 (emoji, emoticons and hashtags as words; the shipped model's metadata names it) go to every stage;
 any other choice than the default (entity, none) works under .../train/<split>[_<normalize>]/.
+--limit N (with --lexicon-stack 0) runs every stage on the first N tweets of each set: a smoke run
+of the whole pipeline in minutes, e.g. before a long run on another machine.
 
 Stages and their outputs:
   1. split_replab.py     ~/.cache/npmobilebert/replab2013/{train,dev}.tsv (the committed dev entities)
@@ -63,9 +65,13 @@ def main(argv=None) -> int:
     add_data_options(ap)
     args = ap.parse_args(argv)
     # the default split and normalisation keep the work directories they always had
-    work = CACHE if (args.split, args.normalize) == ("entity", None) else \
-        CACHE / "_".join([args.split] + ([args.normalize] if args.normalize else []))
-    data_args = ["--split", args.split, *(["--normalize", args.normalize] if args.normalize else [])]
+    work = CACHE if (args.split, args.normalize, args.limit) == ("entity", None, None) else \
+        CACHE / "_".join([args.split] + ([args.normalize] if args.normalize else [])
+                         + ([f"limit{args.limit}"] if args.limit else []))
+    if args.limit and (args.lexicon_stack or args.install):
+        ap.error("--limit is a smoke run: with --lexicon-stack 0 and without --install")
+    data_args = ["--split", args.split, *(["--normalize", args.normalize] if args.normalize else []),
+                 *(["--limit", str(args.limit)] if args.limit else [])]
     if args.lexicon_stack and args.teachers > 1:
         ap.error("--lexicon-stack stacks one teacher: --teachers N needs --lexicon-stack 0")
     try:
