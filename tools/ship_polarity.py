@@ -45,12 +45,14 @@ def write_calibration_ids(path: Path, n: int, seed: int, split: str = "entity", 
 def distillation_data(recipe: dict) -> str:
     """What the student was distilled on, in words, from distill.py's recorded arguments."""
     copies = recipe.get("augment", 0)
-    limit = recipe.get("unlabeled_limit")
+    limits = [n for n in (recipe.get("unlabeled_limit"), recipe.get("limit")) if n is not None]
+    limit = min(limits) if limits else None
     split = recipe.get("split", "entity")
     return ("RepLab 2013 English train tweets, "
             + ("temporal split (tools/replab_split_temporal.json)" if split == "temporal"
                else "entity-grouped split (tools/replab_split.json)")
             + (f", text normalisation {recipe['normalize']}" if recipe.get("normalize") else "")
+            + (f" (smoke run: the first {recipe['limit']} tweets of every set)" if recipe.get("limit") else "")
             + (f" + {copies} word-replaced copies of each (tools/augment.py)" if copies else "")
             + f" + {f'the first {limit:,}' if limit else 'all 139,764'} unlabeled TweetEval-task tweets (distillation)")
 
