@@ -187,7 +187,8 @@ def test_emoji_only_is_read_by_a_tweet_v1_model(vocab):
 def test_api_warning_never_changes_the_label():
     from npmobilebert.classify import Classifier, predict
 
-    texts = ["😍😍", "Это лучший банк", "この銀行は最高です", "Just switched banks and the new one is so much better"]
+    texts = ["😍😍", "Это лучший банк", "この銀行は最高です",
+             "Just switched banks and the new one is so much better"]
     results = Classifier(SHIPPED, engine="litert-ref").predict(texts)
     assert [r.warning is not None for r in results] == [True, True, True, False]
     assert [r.label for r in results] == predict(str(SHIPPED), texts, "litert-ref").predicted

@@ -128,7 +128,8 @@ def main(argv=None) -> int:
                             builtin_batch_matmul=not args.allow_xnnpack_batch_matmul)
 
     sets = {"replab_dev": str(split_files(split)[1]), "tweeteval_val": str(data.TWEETEVAL)}
-    results: dict = {"split": split, "config": cfg.to_dict(), "student_training": {k: student[k] for k in ("steps", "recipe", "params")},
+    results: dict = {"split": split,   # the dev split of "replab_dev" (split_replab.py --protocol)
+                     "config": cfg.to_dict(), "student_training": {k: student[k] for k in ("steps", "recipe", "params")},
                      "models": {}}
     for scheme, info in converted.items():
         entry = results["models"][scheme] = {"bytes": info["bytes"], "file": Path(info["path"]).name}
