@@ -124,11 +124,12 @@ def test_a_model_flagged_tweet_v1_reads_emoji_by_name():
     assert "[UNK]" not in tokens and {"smiling", "heart", "best", "bank", "ever"} <= set(tokens)
 
 
-@pytest.mark.parametrize("name", ["tweet-v9", 3, ["tweet-v1"]])
+@pytest.mark.parametrize("name", ["tweet-v9", 3, ["tweet-v1"], "x\n" * 10_000])
 def test_an_unknown_normalisation_is_refused(name):
     model = with_metadata(load_model(str(SHIPPED)), normalize=name)
-    with pytest.raises(InputError, match="normalisation"):
+    with pytest.raises(InputError, match="normalisation") as refused:
         InputMaker(model).tokenizer
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 200   # model data, escaped and bounded
     with pytest.raises(InputError, match="normalisation"):
         normalizer(name)
 

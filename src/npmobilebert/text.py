@@ -100,7 +100,8 @@ def normalizer(name):
     if name is None:
         return normalize_tweet
     if not isinstance(name, str) or name not in NORMALIZERS:
-        raise InputError(f"the model asks for text normalisation {name!r}, which this version of npmobilebert "
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."   # model data: escaped, bounded
+        raise InputError(f"the model asks for text normalisation {shown}, which this version of npmobilebert "
                          f"does not know (known: {', '.join(NORMALIZERS)})")
     return NORMALIZERS[name]
 
