@@ -164,6 +164,7 @@ def test_flag_written_into_a_file_is_read_by_classify(tmp_path):
     ("Это лучший банк, я очень доволен", "not Latin"),       # Cyrillic
     ("この銀行は最高です", "not Latin"),                      # Japanese
     ("Ich liebe meine neue Bank, sie ist viel besser", "words"),   # German: mostly pieces of words
+    ("Questo telefono è fantastico, lo consiglio a tutti", "words"),   # Italian
 ])
 def test_reading_warning(vocab, text, sign):
     warning = Tokenizer(vocab, 64).reading_warning(text)
@@ -175,6 +176,7 @@ def test_reading_warning(vocab, text, sign):
     "@someone the app crashed again http://example.com",
     "BMW X5 ftw",
     "lol",
+    "Metallica tonight in Zwickau #YOLO #np",     # names and tags the vocab lacks: still English
 ])
 def test_no_reading_warning_for_english(vocab, text):
     assert Tokenizer(vocab, 64).reading_warning(text) is None
@@ -183,6 +185,8 @@ def test_no_reading_warning_for_english(vocab, text):
 @needs_emoji
 def test_emoji_only_is_read_by_a_tweet_v1_model(vocab):
     assert Tokenizer(vocab, 64, "tweet-v1").reading_warning("😍😍 🙌") is None
+    # its hashtags become lower-case words the vocab may lack: still no warning for English
+    assert Tokenizer(vocab, 64, "tweet-v1").reading_warning("Metallica tonight #YOLO #BestGigEver") is None
 
 
 def test_api_warning_never_changes_the_label():

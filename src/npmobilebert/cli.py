@@ -784,8 +784,8 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     A text the model is unlikely to read well gets a warning line under its answer (a "warning"
     field in --json, null otherwise): more than half of its word pieces are [UNK] (emoji or symbols
     the vocabulary lacks), more than half of its letters are not Latin, or more than half of its
-    words (3 or more) are not words of the vocabulary: it looks like another language, and the
-    model reads English only. A cheap check: Latin-script languages whose words the vocabulary
+    lower-case words (3 or more; names and hashtags aside) are not words of the vocabulary: it looks
+    like another language, and the model reads English only. A cheap check: Latin-script languages whose words the vocabulary
     has (Spanish, French) often pass it. The label is the model's answer either way.
     """
     import json

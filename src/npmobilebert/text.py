@@ -180,7 +180,8 @@ class Tokenizer:
 # The English-only check (reading_warning). Each share is of a count of at least MIN_COUNT (one or
 # two unusual words in a short English tweet are normal) and must exceed one half: "most".
 MIN_COUNT = 2
-_WORD = re.compile(r"[^\W\d_]+")
+# Whole words, hashtags aside (#YOLO, #np: tags, not language)
+_WORD = re.compile(r"(?<![#\w])[^\W\d_]+")
 
 
 def _strip_accents(word: str) -> str:
@@ -190,28 +191,33 @@ def _strip_accents(word: str) -> str:
 
 def reading_warning(tokenizer: Tokenizer, text: str) -> str | None:
     """A one-line reason when a text is unlikely to be read well by an English WordPiece model, else
-    None. Three cheap signs, on the text as the model's normalisation leaves it:
-    - most of its word pieces are ``[UNK]`` (emoji, symbols, scripts the vocab lacks);
+    None. Three cheap signs:
+    - most of its word pieces (as the model reads them) are ``[UNK]`` (emoji without the tweet-v1
+      normalisation, symbols, scripts the vocab lacks);
     - most of its letters are not Latin (Cyrillic, CJK, Arabic ...): another language;
-    - most of its words are not whole words of the vocab (Latin-script text in another language:
-      an English word is usually one vocab entry, a foreign one is cut into pieces).
+    - most of its lower-case words are not whole words of the vocab (Latin-script text in another
+      language: an English word is usually one vocab entry, a foreign one is cut into pieces).
+      Capitalised words and hashtags are left out: names of brands, bands and places are often not
+      in the vocab, and a tweet of a name and a tag is still English.
     It never changes an answer: the caller shows it beside the label."""
-    normalized = tokenizer.normalize(text)
-    pieces = [t for t in tokenizer._tok.encode(normalized).tokens if t not in ("[CLS]", "[SEP]")]
+    pieces = [t for t in tokenizer._tok.encode(tokenizer.normalize(text)).tokens if t not in ("[CLS]", "[SEP]")]
     unknown = sum(t == "[UNK]" for t in pieces)
     if len(pieces) >= MIN_COUNT and unknown > len(pieces) / 2 or pieces and unknown == len(pieces):
         return (f"{unknown} of its {len(pieces)} tokens are unknown to the model's vocabulary ([UNK]): "
                 "the answer says little about this text")
+    # the text itself (URLs and @mentions aside), not the model's normalisation: a tweet-v1 model
+    # writes hashtags as lower-case words and emoji as English names
+    normalized = normalize_tweet(text)
     letters = [c for c in normalized if c.isalpha()]
     non_latin = sum(not unicodedata.name(c, "").startswith("LATIN") for c in letters)
     if len(letters) >= MIN_COUNT and non_latin > len(letters) / 2:
         return (f"{non_latin} of its {len(letters)} letters are not Latin: it looks like another language, "
                 "and the model reads English only")
-    words = [w for w in _WORD.findall(normalized) if not (w == "user" or w == "http")]
+    words = [w for w in _WORD.findall(normalized) if w[0].islower() and w not in ("user", "http")]
     unknown_words = [w for w in words if _strip_accents(w) not in tokenizer.vocab]
     if len(words) > MIN_COUNT and len(unknown_words) > len(words) / 2:
-        return (f"{len(unknown_words)} of its {len(words)} words are not words of the model's vocabulary: "
-                "it may be another language, and the model reads English only")
+        return (f"{len(unknown_words)} of its {len(words)} lower-case words are not words of the model's "
+                "vocabulary: it may be another language, and the model reads English only")
     return None
 
 
