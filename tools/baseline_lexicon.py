@@ -67,13 +67,14 @@ def fit_stacker(columns: np.ndarray, labels: list[str]):
     return LogisticRegression(class_weight="balanced", max_iter=2000).fit(columns, labels)
 
 
-def teacher_lexicon_stacker(teacher_dir: Path, texts: list[str], labels: list[str], n_folds: int):
+def teacher_lexicon_stacker(teacher_dir: Path, texts: list[str], labels: list[str], n_folds: int,
+                            protocol: str = "entity"):
     """The teacher stacked with VADER (``--teacher``'s "teacher_stacked_with_vader"), fitted on the
     train split (``texts``, ``labels``), as a function for distillation: (teacher logits [n, 3],
     raw texts [n]) -> its class log-probabilities [n, 3], columns in LABELS order."""
     from polarity_data import LABELS
 
-    out_of_fold, _ = teacher_scores(teacher_dir, len(texts), n_folds)
+    out_of_fold, _ = teacher_scores(teacher_dir, len(texts), n_folds, protocol)
     stacker = fit_stacker(np.hstack([out_of_fold, vader_scores(texts)]), labels)
     order = [list(stacker.classes_).index(label) for label in LABELS]
 
@@ -114,7 +115,7 @@ def tfidf_scores(train: list[dict], dev: list[dict], tweeteval: list, n_folds: i
                          "tweeteval_val": baseline.predict_log_proba([normalize_tweet(r.text) for r in tweeteval])}
 
 
-def teacher_scores(teacher_dir: Path, n_train: int, n_folds: int):
+def teacher_scores(teacher_dir: Path, n_train: int, n_folds: int, protocol: str = "entity"):
     """The teacher's out-of-fold train logits (its --fold runs) and its dev / TweetEval logits.
     Rows follow the same split and fold assignment as train_teacher.py's."""
     from polarity_data import replab_train_folds
@@ -125,7 +126,7 @@ def teacher_scores(teacher_dir: Path, n_train: int, n_folds: int):
         return np.load(path)
 
     out_of_fold = np.full((n_train, 3), np.nan)                                  # [n_train, 3 classes]
-    for k, held_out in enumerate(replab_train_folds(n_folds)):
+    for k, held_out in enumerate(replab_train_folds(n_folds, protocol)):
         out_of_fold[held_out] = load(teacher_dir / f"fold_{k}_of_{n_folds}" / "logits_heldout.npy",
                                      f"--work-dir {teacher_dir} --fold {k} --folds {n_folds}")
     return out_of_fold, {name: load(teacher_dir / f"logits_{stored}.npy", f"--work-dir {teacher_dir}")

@@ -1,22 +1,27 @@
 """TF-IDF + logistic regression baseline for tweet polarity (scikit-learn: tools only).
 
-Trained on the train part of the committed entity-grouped split of RepLab 2013
-(tools/replab_split.json, see tools/split_replab.py), evaluated on its dev part (unseen brands)
-and on TweetEval sentiment's validation split, with the package's own metrics
+Trained on the train part of a committed split of RepLab 2013 (--protocol: ``entity``, whole
+brands held out, tools/replab_split.json; ``temporal``, RepLab's protocol, every entity's latest
+tweets held out, tools/replab_split_temporal.json; see tools/split_replab.py), evaluated on its dev
+part and on TweetEval sentiment's validation split, with the package's own metrics
 (npmobilebert.metrics), i.e. the numbers ``npmobilebert eval`` prints for a model.
 
 Features: word 1-2-grams and character 2-5-grams (within word boundaries) of the normalised
-tweet (npmobilebert.text.normalize_tweet: URLs -> http, @mentions -> @user), sublinear tf;
-logistic regression with balanced class weights (macro-F1 is the target).
+tweet (--normalize: ``default`` is npmobilebert.text.normalize_tweet, URLs -> http, @mentions ->
+@user; ``tweet-v1`` also emoji, emoticons and hashtags as words), sublinear tf; logistic
+regression with balanced class weights (macro-F1 is the target).
 
     python tools/baseline_tfidf.py [--replab TSV] [--tweeteval TSV] [--out JSON] [--summary docs/baseline.json]
+    python tools/baseline_tfidf.py --matrix --summary docs/baseline.json   # both splits x both normalisations
 
 The full JSON goes outside the repository by default; --summary writes numbers only (no text).
+With --matrix the summary's "by_split" entry is (re)written and its other entries kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -25,14 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from split_replab import SPLIT_JSON, apply_split  # noqa: E402
+from split_replab import PROTOCOLS, apply_split, split_json  # noqa: E402
 
 from npmobilebert.classify import read_labelled_tsv  # noqa: E402
 from npmobilebert.fileio import save_json  # noqa: E402
 from npmobilebert.metrics import classification_report, format_reports  # noqa: E402
-from npmobilebert.text import normalize_tweet  # noqa: E402
+from npmobilebert.text import NORMALIZERS, normalizer  # noqa: E402
 
 LABELS = ["negative", "neutral", "positive"]
+NORMALIZATIONS = ("default", *NORMALIZERS)
 SHARED = HERE.parents[1] / "shared" / "data"
 
 
@@ -55,29 +61,56 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replab", default=str(SHARED / "replab2013/train_en.tsv"))
     ap.add_argument("--tweeteval", default=str(SHARED / "tweeteval/val.tsv"))
-    ap.add_argument("--split", default=str(SPLIT_JSON))
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="entity",
+                    help="which committed split: entity (unseen brands) or temporal (RepLab's protocol)")
+    ap.add_argument("--split", default=None, help="a split JSON instead of --protocol's")
+    ap.add_argument("--normalize", choices=NORMALIZATIONS, default="default", help="the text normalisation")
+    ap.add_argument("--matrix", action="store_true",
+                    help="every protocol x normalisation; --summary keeps its other entries, adds \"by_split\"")
     ap.add_argument("--out", default=os.path.expanduser("~/.cache/npmobilebert/baseline_tfidf.json"))
     ap.add_argument("--summary", default=None, help="also write a numbers-only summary (e.g. docs/baseline.json)")
     ap.add_argument("--C", type=float, default=2.0, help="inverse regularisation strength")
     args = ap.parse_args(argv)
 
-    _, train, dev = apply_split(args.replab, args.split)
     tweeteval = read_labelled_tsv(args.tweeteval)
-    t0 = time.perf_counter()
-    clf = fit_baseline([normalize_tweet(r["text"]) for r in train], [r["label"] for r in train], args.C)
-    fit_s = time.perf_counter() - t0
-    print(f"TF-IDF + logistic regression, trained on {len(train):,} RepLab train-split tweets in {fit_s:.1f} s")
-    reports = evaluate(lambda _, texts: list(clf.predict([normalize_tweet(t) for t in texts])), dev, tweeteval)
-
-    import sklearn
-    doc = {
-        "model": "TF-IDF (word 1-2-grams + char_wb 2-5-grams, sublinear tf, min_df 2) + logistic "
-                 f"regression (C={args.C}, balanced class weights), scikit-learn {sklearn.__version__}",
-        "train": {"data": "replab2013/train_en.tsv, train part of tools/replab_split.json", "rows": len(train)},
-        "results": reports,
-    }
+    if args.matrix:
+        by_split = {protocol: {name: run(args, split_json(protocol), protocol, name, tweeteval)
+                               for name in NORMALIZATIONS} for protocol in PROTOCOLS}
+        doc = {"about": "TF-IDF + logistic regression per RepLab dev split (entity: whole brands held out, "
+                        "tools/replab_split.json; temporal: RepLab's protocol, every entity's latest 20% held out, "
+                        "tools/replab_split_temporal.json) and text normalisation (default: URLs and @mentions; "
+                        "tweet-v1: also emoji, emoticons, hashtags as words); each trained on that split's train part",
+               **by_split}
+        write_results({"by_split": doc}, [args.out])
+        if args.summary:
+            summary = Path(args.summary)
+            old = json.loads(summary.read_text()) if summary.exists() else {}
+            write_results(old | {"by_split": doc}, [args.summary])
+        return 0
+    doc = run(args, args.split or split_json(args.protocol), args.protocol, args.normalize, tweeteval)
     write_results(doc, [args.out] + ([args.summary] if args.summary else []))
     return 0
+
+
+def run(args, split: str, protocol: str, normalization: str, tweeteval: list) -> dict:
+    """Fit on a split's train part, report on its dev part and TweetEval val."""
+    normalize = normalizer(None if normalization == "default" else normalization)
+    _, train, dev = apply_split(args.replab, split)
+    t0 = time.perf_counter()
+    clf = fit_baseline([normalize(r["text"]) for r in train], [r["label"] for r in train], args.C)
+    fit_s = time.perf_counter() - t0
+    print(f"TF-IDF + logistic regression, {normalization} normalisation, trained on {len(train):,} RepLab "
+          f"{protocol}-split train tweets in {fit_s:.1f} s")
+    reports = evaluate(lambda _, texts: list(clf.predict([normalize(t) for t in texts])), dev, tweeteval)
+
+    import sklearn
+    return {
+        "model": "TF-IDF (word 1-2-grams + char_wb 2-5-grams, sublinear tf, min_df 2) + logistic "
+                 f"regression (C={args.C}, balanced class weights), scikit-learn {sklearn.__version__}",
+        "normalize": normalization,
+        "train": {"data": f"replab2013/train_en.tsv, train part of tools/{Path(split).name}", "rows": len(train)},
+        "results": reports,
+    }
 
 
 def evaluate(predict, dev: list[dict], tweeteval: list) -> dict[str, dict]:

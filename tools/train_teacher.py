@@ -90,6 +90,7 @@ def main(argv=None) -> int:
                     help="logit adjustment -tau*log(train prior) in the decision rule (0: plain argmax)")
     ap.add_argument("--fold", type=int, default=None, help="hold out this fold of the train split's brands")
     ap.add_argument("--folds", type=int, default=3, help="how many folds --fold counts")
+    data.add_data_options(ap)
     args = ap.parse_args(argv)
     if args.fold is not None and not 0 <= args.fold < args.folds:
         ap.error(f"--fold must be in 0..{args.folds - 1}")
@@ -98,11 +99,12 @@ def main(argv=None) -> int:
     work = args.work_dir if args.fold is None else args.work_dir / f"fold_{args.fold}_of_{args.folds}"
     work.mkdir(parents=True, exist_ok=True)
 
-    train_set, scored = data.replab_split()   # scored: dev, or the held-out fold
+    train_set, scored = data.replab_split(args.split, args.normalize)   # scored: dev, or the held-out fold
     if args.fold is not None:
-        held_out = data.replab_train_folds(args.folds)[args.fold]
+        held_out = data.replab_train_folds(args.folds, args.split)[args.fold]
         train_set, scored = (data.subset(train_set, np.setdiff1d(np.arange(len(train_set)), held_out)),
                              data.subset(train_set, held_out))
+    train_set, scored = data.first(train_set, args.limit), data.first(scored, args.limit)
     print(f"train {len(train_set)}  {'dev' if args.fold is None else 'held out'} {len(scored)}"
           f"  (seq_len {data.SEQ_LEN})")
     model = load_teacher()
@@ -111,7 +113,8 @@ def main(argv=None) -> int:
     train_s = time.time() - t0
 
     forward = forward_fn(model)
-    sets = ({"train": train_set, "dev": scored, "tweeteval": data.tweeteval(), "unlabeled": data.unlabeled()}
+    sets = ({"train": train_set, "dev": scored, "tweeteval": data.first(data.tweeteval(args.normalize), args.limit),
+             "unlabeled": data.unlabeled(args.limit, args.normalize)}
             if args.fold is None else {"heldout": scored})
     metrics = {"params": sum(p.numel() for p in model.parameters()),
                "train_seconds_this_run": round(train_s, 1), "recipe": vars(args) | {"work_dir": str(work)}}

@@ -441,6 +441,16 @@ def evaluate(model_path: str, rows: Sequence[LabelledRow], data_path: str, engin
             "processes": preds.processes}
 
 
+def reading_warnings(model_path: str, texts: Sequence[str]) -> list[str | None]:
+    """Per text, why the model is unlikely to read it well (text.reading_warning: mostly [UNK],
+    mostly non-Latin letters, mostly words outside the vocab), or None. Never changes a label."""
+    from .inputs import InputMaker
+    from .model import load_model
+
+    tokenizer = InputMaker(load_model(model_path)).tokenizer
+    return [tokenizer.reading_warning(t) for t in texts]
+
+
 # -- the Python API: npmobilebert.Classifier / npmobilebert.classify -------------------------------
 
 @dataclass(eq=False)      # an ndarray field: == of two results would be ambiguous
@@ -451,6 +461,9 @@ class Classification:
     probabilities: dict[str, float]  # label -> softmax of the logits, in the model's label order
     logits: np.ndarray               # float64 [classes] (dequantized when the output is quantized)
     truncated: bool                  # longer than the model's sequence length: its end was not read
+    # why the answer may mean little (mostly [UNK] tokens, or another language: the model reads
+    # English), from text.reading_warning; None when the text looks like English the vocab covers
+    warning: str | None = None
 
 
 class Classifier:
@@ -497,7 +510,7 @@ class Classifier:
         labels = self.labels
         tokenizer = self._engine.maker.tokenizer
         return [Classification(text, labels[int(np.argmax(z))], dict(zip(labels, map(float, p))), z,
-                               bool(tokenizer.encode(text, warn=False).truncated))
+                               bool(tokenizer.encode(text, warn=False).truncated), tokenizer.reading_warning(text))
                 for text, z, p in zip(texts, logits, softmax(logits))]
 
 

@@ -874,10 +874,18 @@ def eval_command(models, data, engine, json_path, limit, processes):
 @engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per text) instead of text.")
 def classify(model_path, texts, texts_file, limit, engine, as_json):
-    """The label and class probabilities (softmax of the logits) of each text."""
+    """The label and class probabilities (softmax of the logits) of each text.
+
+    A text the model is unlikely to read well gets a warning line under its answer (a "warning"
+    field in --json, null otherwise): more than half of its word pieces are [UNK] (emoji or symbols
+    the vocabulary lacks), more than half of its letters are not Latin, or more than half of its
+    lower-case words (3 or more; names and hashtags aside) are not words of the vocabulary: it looks
+    like another language, and the model reads English only. A cheap check: Latin-script languages whose words the vocabulary
+    has (Spanish, French) often pass it. The label is the model's answer either way.
+    """
     import json
 
-    from .classify import check_classifier, predict
+    from .classify import check_classifier, predict, reading_warnings
 
     if texts and texts_file:
         raise InputError("give TEXT... or --file, not both")
@@ -894,15 +902,18 @@ def classify(model_path, texts, texts_file, limit, engine, as_json):
     with _progressbar(length=len(texts), label="classifying", file=sys.stderr, show_pos=True) as bar:
         preds = predict(path, texts, engine, progress=bar.update)
     probs = preds.probabilities
+    warnings_ = reading_warnings(path, texts)
     results = [{"text": t, "label": label, "probabilities": dict(zip(preds.labels, map(float, p))),
-                "logits": [float(v) for v in z]}
-               for t, label, p, z in zip(texts, preds.predicted, probs, preds.logits)]
+                "logits": [float(v) for v in z], "warning": w}
+               for t, label, p, z, w in zip(texts, preds.predicted, probs, preds.logits, warnings_)]
     if as_json:
         click.echo(json.dumps(results if len(results) > 1 or texts_file else results[0], indent=2,
                               ensure_ascii=False))
         return
     for r in results:
         click.echo(_answer_line(r["label"], r["probabilities"], r["text"]))
+        if r["warning"]:
+            click.echo(f"  warning: {r['warning']}")
     if preds.truncated:
         click.echo(f"warning: {preds.truncated} text(s) truncated to the model's sequence length", err=True)
 

@@ -197,7 +197,8 @@ class InputMaker:
                 vocab_text = bytes(vocab).decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ModelFormatError(f"the model's packed vocab.txt is not UTF-8 (byte {e.start})") from None
-            self._tokenizer = Tokenizer(vocab_text, self.seq_len)
+            # the text normalisation the model was trained with (text.NORMALIZERS; absent: the default)
+            self._tokenizer = Tokenizer(vocab_text, self.seq_len, model_metadata(self.model).get("normalize"))
         return self._tokenizer
 
     def from_ids(self, ids) -> BertInputs:
