@@ -313,7 +313,7 @@ def _finish(proc, every_child: set[int]) -> tuple[int, list[str], str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("interruption", ["worker-killed", "sigint", "parent-killed"])
 def test_a_pool_that_loses_a_worker_or_is_interrupted_stops_with_one_line(tmp_path, interruption):
-    proc, model, children = _start_pool_eval(tmp_path, 3000)
+    proc, model, children = _start_pool_eval(tmp_path, 30000)   # ~10 s of work for 2 workers
     time.sleep(1.0)                                       # the workers are computing
     if interruption == "worker-killed":
         os.kill(min(k for k in children if "multiprocessing.spawn" in _cmdline(k)

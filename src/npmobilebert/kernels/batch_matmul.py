@@ -95,7 +95,8 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     gemm_type = gemm_float_type(depth, lhs_limit, rhs_limit)
     # the accumulator's bound decides, once, whether the fixed-point requantization can run in
     # float64 (exact there, and faster: fixedpoint.multiply_by_quantized_multiplier_float)
-    float_form = (strategy != "fp32" and fixed_point is multiply_by_quantized_multiplier
+    float_form = (strategy in ("fixed-point", "fixed-point-f64")
+                  and fixed_point is multiply_by_quantized_multiplier
                   and shift <= 0 and depth * lhs_limit * rhs_limit < FLOAT_MBQM_LIMIT)
 
     def requantize(acc):                                   # exact integers -> output dtype
