@@ -48,7 +48,7 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     if lhs_t.dtype == np.float32 and rhs_t.dtype == np.float32:
         def run_float(inputs):
             out = sequential_float_matmul(lhs_of(inputs[0]), rhs_of(inputs[1]))
-            return [out.reshape(out_shape)]
+            return [_declared_shape(out, out_shape)]
         return PreparedOp(ctx, run_float, {}, "tflite/kernels/internal/reference/batch_matmul.h (float)")
 
     if lhs_t.dtype == np.float32 and rhs_t.dtype == np.int8 and out_t.dtype == np.float32:
@@ -99,13 +99,20 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
         lhs = lhs_of(inputs[0].astype(gemm_type) + gemm_type(lhs_offset))
         rhs = rhs_of(inputs[1].astype(gemm_type) + gemm_type(rhs_offset))
         acc = np.matmul(lhs, rhs)                           # [..., rows, cols], exact integers
-        return [requantize(acc).reshape(out_shape)]
+        return [_declared_shape(requantize(acc), out_shape)]
 
     params = {"real_multiplier": real_multiplier, "multiplier": multiplier, "shift": shift,
               "lhs_offset": lhs_offset, "rhs_offset": rhs_offset, "output_offset": out_zp}
     if strategy == "fp32":
         params["scale"] = float(fp32_scale)
     return PreparedOp(ctx, run, params, rule.source)
+
+
+def _declared_shape(values: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """The product in the declared output shape, behind any leading axes the operands carry
+    beyond the model's rank (Interpreter.run_batch adds one: the batch of inputs)."""
+    extra = max(values.ndim - len(out_shape), 0)
+    return values.reshape(values.shape[:extra] + out_shape)
 
 
 def _extend5(shape) -> tuple[int, ...]:

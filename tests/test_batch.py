@@ -1,0 +1,111 @@
+"""Interpreter.run_batch: N inputs executed together give each input exactly its own run.
+
+Every op of every fixture scheme and of the shipped models runs batched here; each input's every
+tensor is compared with its single run (itself checked against LiteRT's reference kernels by
+test_interpreter / test_real_files), and the batched outputs directly against LiteRT's too.
+Every single-op case of test_ops.py is also run batched (test_ops._check_batched).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npmobilebert.errors import InputError
+from npmobilebert.inputs import InputMaker
+from npmobilebert.interpreter import Interpreter
+from npmobilebert.model import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("*.tflite"))
+SHIPPED = [ROOT / "models" / "mobilebert_int8.tflite", ROOT / "models" / "mobilebert_dynamic.tflite"]
+
+# Different token counts: different attention masks and padding in the fixed-shape inputs.
+TEXTS = ["good", "bad day", "not the best film I have seen this year, but close",
+         "what a terrible waste of time and money it was, really, from start to end of it all"]
+
+
+def _inputs(model) -> list[list[np.ndarray]]:
+    """The texts' inputs and two random ones."""
+    maker = InputMaker(model)
+    rng = np.random.default_rng(7)
+    with warnings.catch_warnings():         # the long texts are truncated on 16-token fixtures
+        warnings.simplefilter("ignore", UserWarning)
+        batch = [maker.from_text(text).arrays for text in TEXTS]
+    return batch + [maker.random(rng).arrays for _ in range(2)]
+
+
+def _check_every_tensor(path: Path) -> tuple[Interpreter, list, list]:
+    model = load_model(str(path))
+    interp = Interpreter(model)
+    batch = _inputs(model)
+    names = [t.name for t in interp.input_tensors]
+    masks = {tuple(np.asarray(arrays[k]).ravel()) for arrays in batch for k, name in enumerate(names)
+             if "mask" in name}
+    assert len(masks) >= 4, "the texts must give different attention masks"
+    together = interp.run_batch_all(batch)
+    outputs = interp.run_batch(batch)
+    assert len(together) == len(outputs) == len(batch)
+    for k, arrays in enumerate(batch):
+        alone = interp.run_all(arrays)
+        assert together[k].keys() == alone.keys()
+        for i, value in alone.items():
+            np.testing.assert_array_equal(together[k][i], value, err_msg=f"{path.name} input {k} tensor {i}")
+            assert together[k][i].dtype == value.dtype
+        for ours, theirs in zip(outputs[k], interp.run(arrays)):
+            np.testing.assert_array_equal(ours, theirs)
+    return interp, batch, outputs
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_run_batch_equals_single_runs_on_fixtures(path):
+    _check_every_tensor(path)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_run_batch_outputs_equal_litert_reference(path):
+    from npmobilebert.runtime import LiteRTRunner
+
+    pytest.importorskip("ai_edge_litert.interpreter")
+    model = load_model(str(path))
+    interp = Interpreter(model)
+    batch = _inputs(model)
+    runner = LiteRTRunner(str(path), resolver="ref")
+    for k, (arrays, ours) in enumerate(zip(batch, interp.run_batch(batch))):
+        for mine, theirs in zip(ours, runner.run(arrays)):
+            np.testing.assert_array_equal(mine, theirs, err_msg=f"{path.name} input {k}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_run_batch_equals_single_runs_on_shipped_models(path):
+    from npmobilebert.runtime import LiteRTRunner
+
+    interp, batch, outputs = _check_every_tensor(path)
+    runner = LiteRTRunner(str(path), resolver="ref")
+    for arrays, ours in zip(batch, outputs):
+        for mine, theirs in zip(ours, runner.run(arrays)):
+            np.testing.assert_array_equal(mine, theirs)
+
+
+def test_run_batch_of_one_and_observer():
+    path = ROOT / "tests" / "fixtures" / "tiny_int8.tflite"
+    model = load_model(str(path))
+    interp = Interpreter(model)
+    batch = _inputs(model)
+    seen = []
+    outs = interp.run_batch(batch, observer=lambda step, args, result: seen.append((step, result)))
+    assert len(seen) == len(interp.plan)
+    computed = [r for step, r in seen if any(i in interp.graph.inputs for i in step.ctx.op.inputs)]
+    assert computed and all(out.shape[0] == len(batch) for r in computed for out in r)
+    for arrays, together in zip(batch, outs):
+        np.testing.assert_array_equal(together[0], interp.run(arrays)[0])
+    [single] = interp.run_batch(batch[:1])
+    np.testing.assert_array_equal(single[0], interp.run(batch[0])[0])
+    with pytest.raises(InputError):
+        interp.run_batch([])
+    with pytest.raises(InputError):
+        interp.run_batch([batch[0], [a[..., :3] for a in batch[1]]])
