@@ -8,6 +8,7 @@ Every single-op case of test_ops.py is also run batched (test_ops._check_batched
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -109,3 +110,53 @@ def test_run_batch_of_one_and_observer():
         interp.run_batch([])
     with pytest.raises(InputError):
         interp.run_batch([batch[0], [a[..., :3] for a in batch[1]]])
+
+
+# -- the dataset commands: classify / eval --engine numpy run texts in batches ----------------------
+
+MADE_UP = [("positive", "loved every minute of the show"), ("negative", "the update broke my phone"),
+           ("neutral", "the shop opens at nine"), ("positive", "best coffee in town, thanks"),
+           ("negative", "waited two hours and nobody came, never again, this was the worst experience"),
+           ("neutral", "a meeting about the budget"), ("positive", "what a goal"),
+           ("negative", "so tired of the delays"), ("neutral", "new timetable from monday on")] * 3
+
+
+@pytest.mark.parametrize("name", ["tiny_int8", "tiny_dynamic", "tiny_float32", "tiny_16x8"])
+def test_numpy_engine_batches_give_the_per_text_logits_and_litert_refs(name, monkeypatch):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from npmobilebert.runtime import LiteRTRunner
+
+    classify = importlib.import_module("npmobilebert.classify")    # the module, not the function
+    path = str(ROOT / "tests" / "fixtures" / f"{name}.tflite")
+    texts = [text for _, text in MADE_UP]
+    engine = classify._Engine(path, "numpy")
+    # a cap of a few runs' activations: the chunk runs as several batches, the last one short
+    monkeypatch.setattr(classify, "BATCH_ACTIVATION_BYTES", 4 * Interpreter(engine.model).activation_bytes())
+    batched = classify.predict(path, texts, "numpy", processes=1)
+    assert classify._Engine(path, "numpy").batch_size == 4
+    interp, runner = Interpreter(engine.model), LiteRTRunner(path, resolver="ref")
+    for k, text in enumerate(texts):
+        arrays = engine.arrays(text)
+        alone = classify.to_logits(interp.run(arrays)[engine.pos], engine.scale, engine.zero_point)
+        theirs = classify.to_logits(runner.run(arrays)[engine.pos], engine.scale, engine.zero_point)
+        np.testing.assert_array_equal(batched.logits[k], alone)
+        np.testing.assert_array_equal(batched.logits[k], theirs)
+
+
+def test_eval_numpy_report_equals_litert_reference_report(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("ai_edge_litert.interpreter")
+    data = tmp_path / "made_up.tsv"
+    data.write_text("label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in MADE_UP), encoding="utf-8")
+    reports = {}
+    for engine in ("numpy", "litert-ref"):
+        out = tmp_path / f"{engine}.json"
+        r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "eval", "-m",
+                            str(ROOT / "tests" / "fixtures" / "tiny_dynamic.tflite"), str(data),
+                            "--engine", engine, "--json", str(out)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        reports[engine] = {k: v for k, v in json.loads(out.read_text()).items() if k not in ("engine", "seconds")}
+    assert reports["numpy"] == reports["litert-ref"]

@@ -28,6 +28,9 @@ _RESOLVER = {"litert": "default", "litert-ref": "ref"}
 # Below this many texts a worker pool costs more (process start, model load) than it saves.
 POOL_MIN_TEXTS = 256
 CHUNK = 32
+# The numpy engine runs a chunk's texts together (Interpreter.run_batch): at most this many bytes
+# of activations at once, each run counted at the interpreter's bound for one input.
+BATCH_ACTIVATION_BYTES = 512 << 20
 # A pool has a worker per core already: each worker's BLAS must not start a thread per core too.
 # (OpenBLAS threads spin while they wait: 2 workers x 2 threads on 2 cores made `eval --engine
 # numpy` several times slower than one process.) Spawned workers read these when NumPy loads.
@@ -142,10 +145,13 @@ class _Engine:
         self.maker = InputMaker(self.model)
         self.maker.tokenizer      # the vocab and input checks now, before any text
         self.truncated = 0
+        self._run_batch = None
         if engine == "numpy":
             from .interpreter import Interpreter
             interp = Interpreter(self.model)
             self._run = interp.run
+            self._run_batch = interp.run_batch
+            self.batch_size = max(1, min(CHUNK, BATCH_ACTIVATION_BYTES // max(interp.activation_bytes(), 1)))
         else:
             from .runtime import LiteRTRunner
             runner = LiteRTRunner(model_path, resolver=_RESOLVER[engine], num_threads=1,
@@ -160,6 +166,12 @@ class _Engine:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        if self._run_batch is not None and len(texts) > 1:
+            for start in range(0, len(texts), self.batch_size):
+                batch = [self.arrays(text) for text in texts[start:start + self.batch_size]]
+                for k, outputs in enumerate(self._run_batch(batch), start=start):
+                    out[k] = to_logits(outputs[self.pos], self.scale, self.zero_point)
+            return out
         for k, text in enumerate(texts):
             out[k] = to_logits(self._run(self.arrays(text))[self.pos], self.scale, self.zero_point)
         return out
