@@ -20,7 +20,7 @@ import numpy as np
 from ..fixedpoint import (FLOAT_MBQM_LIMIT, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_float, multiply_by_quantized_multiplier_int64,
                           quantize_multiplier, requantize_fp32)
-from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
+from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
 from .fully_connected import hybrid_params, hybrid_weight_scales, quantize_rows
@@ -169,6 +169,11 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
     row_sums = weights.reshape(-1, depth)[:w_ext[1] * w_ext[2] * cols].sum(axis=1)
     if per_channel is not None and len(per_channel) < cols:
         raise ctx.unsupported("per-channel weight scales shorter than the output columns")
+    # the quantized rows are int8 (|q| <= 128) before the offset correction below: their
+    # integer GEMM is exact in the float type this bound picks (float32 up to depth ~1000)
+    w_limit = int(np.abs(weights).max(initial=0))
+    gemm_type = gemm_float_type(depth, 128, w_limit)
+    weights_gemm = np.swapaxes(weights.reshape(w_ext), -1, -2).astype(gemm_type)
 
     def run(inputs):
         lhs = inputs[0].reshape(lhs_shape)
@@ -181,7 +186,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
             factors = (factors * tensor_scale).astype(np.float32)  # scaling_factors[b] *= scale
         out_batch = tuple(max(a, b) for a, b in zip(l_ext[:3], w_ext[:3]))
         # exact int32 dot products, broadcast over the batch dims: [*out_batch, rows, cols]
-        total = exact_int_matmul(q.reshape(l_ext), np.swapaxes(weights.reshape(w_ext), -1, -2))
+        total = np.matmul(q.reshape(l_ext).astype(gemm_type, copy=False), weights_gemm).astype(np.int64)
         total = np.broadcast_to(total, out_batch + (rows, cols))
         row = _hybrid_batch_index(l_ext[:3], out_batch, rows)[..., None] + np.arange(rows)
         batch_factor = factors[row][..., None]                       # [*out_batch, rows, 1]
