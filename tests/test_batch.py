@@ -160,3 +160,21 @@ def test_eval_numpy_report_equals_litert_reference_report(tmp_path):
         assert r.returncode == 0, r.stderr
         reports[engine] = {k: v for k, v in json.loads(out.read_text()).items() if k not in ("engine", "seconds")}
     assert reports["numpy"] == reports["litert-ref"]
+
+
+def test_bench_batch_runs_the_numpy_engine_in_batches(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("ai_edge_litert.interpreter")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "npmobilebert.cli", "bench", "-m",
+                        str(ROOT / "tests" / "fixtures" / "tiny_int8.tflite"), "--engine", "numpy",
+                        "--threads", "1", "--runs", "4", "--warmup", "1", "--batch", "3", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [row] = json.loads(out.read_text())["results"]
+    assert row["status"] == "ok", row
+    assert row["throughput_mode"] == "run_batch x3"
+    assert row["batch_ms_per_tweet"] > 0 and row["tweets_per_s"] > 0
