@@ -131,7 +131,8 @@ def test_numpy_engine_batches_give_the_per_text_logits_and_litert_refs(name, mon
     texts = [text for _, text in MADE_UP]
     engine = classify._Engine(path, "numpy")
     # a cap of a few runs' activations: the chunk runs as several batches, the last one short
-    monkeypatch.setattr(classify, "BATCH_ACTIVATION_BYTES", 4 * Interpreter(engine.model).activation_bytes())
+    monkeypatch.setattr("npmobilebert.interpreter.BATCH_ACTIVATION_BYTES",
+                        4 * Interpreter(engine.model).activation_bytes())
     batched = classify.predict(path, texts, "numpy", processes=1)
     assert classify._Engine(path, "numpy").batch_size == 4
     interp, runner = Interpreter(engine.model), LiteRTRunner(path, resolver="ref")
@@ -178,3 +179,19 @@ def test_bench_batch_runs_the_numpy_engine_in_batches(tmp_path):
     assert row["status"] == "ok", row
     assert row["throughput_mode"] == "run_batch x3"
     assert row["batch_ms_per_tweet"] > 0 and row["tweets_per_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["tiny_int8", "tiny_dynamic"])
+def test_verify_in_batches_finds_every_tensor_identical(name, monkeypatch):
+    from npmobilebert.runtime import LiteRTRunner
+    from npmobilebert.verify import verify
+
+    pytest.importorskip("ai_edge_litert.interpreter")
+    path = ROOT / "tests" / "fixtures" / f"{name}.tflite"
+    model = load_model(str(path))
+    interp = Interpreter(model)
+    monkeypatch.setattr("npmobilebert.interpreter.BATCH_ACTIVATION_BYTES", 2 * interp.activation_bytes())
+    inputs = _inputs(model)                 # 6 inputs: three batches of two
+    report = verify(model, interp, LiteRTRunner(str(path), resolver="ref"), inputs, "ref")
+    assert report.inputs == len(inputs) and report.outputs_identical == len(inputs)
+    assert report.ok and report.comparison.diffs == []

@@ -28,9 +28,6 @@ _RESOLVER = {"litert": "default", "litert-ref": "ref"}
 # Below this many texts a worker pool costs more (process start, model load) than it saves.
 POOL_MIN_TEXTS = 256
 CHUNK = 32
-# The numpy engine runs a chunk's texts together (Interpreter.run_batch): at most this many bytes
-# of activations at once, each run counted at the interpreter's bound for one input.
-BATCH_ACTIVATION_BYTES = 512 << 20
 # A pool has a worker per core already: each worker's BLAS must not start a thread per core too.
 # (OpenBLAS threads spin while they wait: 2 workers x 2 threads on 2 cores made `eval --engine
 # numpy` several times slower than one process.) Spawned workers read these when NumPy loads.
@@ -150,8 +147,8 @@ class _Engine:
             from .interpreter import Interpreter
             interp = Interpreter(self.model)
             self._run = interp.run
-            self._run_batch = interp.run_batch
-            self.batch_size = max(1, min(CHUNK, BATCH_ACTIVATION_BYTES // max(interp.activation_bytes(), 1)))
+            self._run_batch = interp.run_batch      # a chunk's texts together, memory-bounded
+            self.batch_size = interp.batch_size(CHUNK)
         else:
             from .runtime import LiteRTRunner
             runner = LiteRTRunner(model_path, resolver=_RESOLVER[engine], num_threads=1,

@@ -31,6 +31,10 @@ Observer = Callable[[PreparedOp, list, list], None]
 #: anything is allocated, not discovered by the out-of-memory killer.
 MAX_TENSOR_BYTES = 1 << 30
 
+#: What a batch of inputs run together (run_batch) may hold in activations, by default: dataset
+#: commands size their batches so that N x activation_bytes() stays under it.
+BATCH_ACTIVATION_BYTES = 512 << 20
+
 # The highest version of each op that LiteRT 2.3.0's builtin resolver registers (probed with
 # single-op models).  A higher version comes from a newer converter and may mean semantics the
 # kernels here do not know; LiteRT itself refuses it ("Didn't find op for builtin opcode").
@@ -333,6 +337,12 @@ class Interpreter:
         for op in self.graph.operators:
             computed.update(i for i in op.outputs if i >= 0 and i not in constants)
         return sum(self.tensors[i].nbytes for i in computed)
+
+    def batch_size(self, most: int, max_bytes: int | None = None) -> int:
+        """How many inputs (1 to ``most``) to run together within ``max_bytes`` of activations
+        (default BATCH_ACTIVATION_BYTES)."""
+        max_bytes = BATCH_ACTIVATION_BYTES if max_bytes is None else max_bytes
+        return max(1, min(most, max_bytes // max(self.activation_bytes(), 1)))
 
     def _run_batched(self, inputs_list, plan, dead_after, observer):
         """Run ``plan`` on N inputs: (tensor index -> value, the indices holding [N, ...] values)."""
