@@ -108,7 +108,7 @@ def test_run_batch_of_one_and_observer():
     np.testing.assert_array_equal(single[0], interp.run(batch[0])[0])
     with pytest.raises(InputError):
         interp.run_batch([])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="input set 1 of the batch: input .* has shape"):
         interp.run_batch([batch[0], [a[..., :3] for a in batch[1]]])
 
 

@@ -346,9 +346,14 @@ class Interpreter:
 
     def _run_batched(self, inputs_list, plan, dead_after, observer):
         """Run ``plan`` on N inputs: (tensor index -> value, the indices holding [N, ...] values)."""
-        bound = [self.bind_inputs(inputs) for inputs in inputs_list]
+        bound = []
+        for k, inputs in enumerate(inputs_list):
+            try:
+                bound.append(self.bind_inputs(inputs))
+            except InputError as exc:
+                raise InputError(f"input set {k} of the batch: {exc}") from None
         if not bound:
-            raise InputError("run_batch needs at least one input")
+            raise InputError("run_batch needs at least one input set")
         n = len(bound)
         values: dict[int, np.ndarray] = {i: np.stack([b[k] for b in bound])
                                          for k, i in enumerate(self.graph.inputs)}
