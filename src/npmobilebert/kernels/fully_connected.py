@@ -260,7 +260,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
         base = np.zeros((rows.shape[0], units), dtype=np.float32)
         if bias_t is not None:
             base[...] = inputs[2]
-        if not np.any(rows != 0):
+        if not rows.any():
             # IsZeroVector over the whole input: the kernel skips the product entirely
             out = base
         else:
@@ -270,7 +270,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
                 scale = np.broadcast_to(factors[:, None], base.shape)
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
-            centred = q.astype(gemm_type)
+            centred = q.astype(gemm_type, copy=False)                # q is this run's own
             if asymmetric:
                 centred -= offsets[:, None].astype(gemm_type)
             # int32 dot products minus row_sums[row] * input_offset[batch], exact integers
