@@ -256,18 +256,18 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         x = inputs[0]
         rows = x.reshape(-1, depth)                                 # [batches, depth]
-        # Output = a copy of the bias per batch (VectorBatchVectorAssign) or zeros
-        base = np.zeros((rows.shape[0], units), dtype=np.float32)
-        if bias_t is not None:
-            base[...] = inputs[2]
+        # Output = a copy of the bias per batch (VectorBatchVectorAssign) or zeros; the
+        # products are added to it below (as bias + 0.0f without a bias: -0.0 becomes 0.0)
+        base = inputs[2] if bias_t is not None else np.float32(0)
         if not rows.any():
             # IsZeroVector over the whole input: the kernel skips the product entirely
-            out = base
+            out = np.zeros((rows.shape[0], units), dtype=np.float32)
+            out[...] = base
         else:
             q, factors, offsets = quantize_rows(rows, asymmetric)
             if per_channel is None:
                 factors = (factors * tensor_scale).astype(np.float32)   # scaling_factors[b] *= scale
-                scale = np.broadcast_to(factors[:, None], base.shape)
+                scale = factors[:, None]
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
             centred = q.astype(gemm_type, copy=False)                # q is this run's own
