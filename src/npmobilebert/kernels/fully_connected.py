@@ -264,17 +264,17 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
             out = np.zeros((rows.shape[0], units), dtype=np.float32)
             out[...] = base
         else:
-            q, factors, offsets = quantize_rows(rows, asymmetric)
+            if asymmetric:      # quantized and centred on the row's offset in one go
+                centred, factors, _ = asymmetric_quantize_floats(rows, centred=True)
+            else:
+                centred, factors, _ = quantize_rows(rows, asymmetric)
             if per_channel is None:
                 factors = (factors * tensor_scale).astype(np.float32)   # scaling_factors[b] *= scale
                 scale = factors[:, None]
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
-            centred = q.astype(gemm_type, copy=False)                # q is this run's own
-            if asymmetric:
-                centred -= offsets[:, None].astype(gemm_type)
             # int32 dot products minus row_sums[row] * input_offset[batch], exact integers
-            dot = np.matmul(centred, weights_in_scratch(weights_t(), gemm_type))
+            dot = np.matmul(centred.astype(gemm_type, copy=False), weights_in_scratch(weights_t(), gemm_type))
             out = dot.astype(np.float32, copy=False)           # (float) dotprod: rounds once
             out *= scale
             out += base
