@@ -195,3 +195,20 @@ def test_verify_in_batches_finds_every_tensor_identical(name, monkeypatch):
     report = verify(model, interp, LiteRTRunner(str(path), resolver="ref"), inputs, "ref")
     assert report.inputs == len(inputs) and report.outputs_identical == len(inputs)
     assert report.ok and report.comparison.diffs == []
+
+
+@pytest.mark.parametrize("name", ["tiny_int8", "tiny_int8_mask10000", "tiny_16x8"])
+def test_lint_in_batches_finds_what_single_observed_runs_find(name):
+    from npmobilebert.lint import Linter, lint_model
+
+    model = load_model(str(ROOT / "tests" / "fixtures" / f"{name}.tflite"))
+    interp = Interpreter(model)
+    inputs = _inputs(model)
+    alone = Linter()
+    for arrays in inputs:
+        alone.start_run()
+        interp.run_all(arrays, observer=alone.observe)
+    together = lint_model(model, interp, inputs)
+    assert together.runs == alone.runs == len(inputs)
+    assert together.summary() == alone.summary()
+    assert [f.to_json() for f in together.findings()] == [f.to_json() for f in alone.findings()]
