@@ -212,3 +212,16 @@ def test_lint_in_batches_finds_what_single_observed_runs_find(name):
     assert together.runs == alone.runs == len(inputs)
     assert together.summary() == alone.summary()
     assert [f.to_json() for f in together.findings()] == [f.to_json() for f in alone.findings()]
+
+
+@pytest.mark.parametrize("numerics", ["xnnpack", "tflm"])
+@pytest.mark.parametrize("name", ["tiny_int8", "tiny_int8-per-tensor", "tiny_16x8", "tiny_dynamic"])
+def test_run_batch_equals_single_runs_under_other_numerics(name, numerics):
+    model = load_model(str(ROOT / "tests" / "fixtures" / f"{name}.tflite"))
+    interp = Interpreter(model, numerics=numerics)
+    batch = _inputs(model)
+    for k, (arrays, together) in enumerate(zip(batch, interp.run_batch_all(batch))):
+        alone = interp.run_all(arrays)
+        assert together.keys() == alone.keys()
+        for i, value in alone.items():
+            np.testing.assert_array_equal(together[i], value, err_msg=f"{name} {numerics} input {k} tensor {i}")
