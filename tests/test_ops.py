@@ -177,7 +177,34 @@ def check(case: Case | GraphCase, ulp: int = 0, label: str = "") -> dict[int, np
             continue
         assert idx in ours_all, f"run_all lacks tensor {idx} ({specs[idx].name})\n{what}"
         _assert_same(ours_all[idx], t, what, f"run_all tensor {idx} ({specs[idx].name})", ulp)
+    _check_batched(interp, case.arrays, ours_all, what)
     return theirs
+
+
+def _check_batched(interp, arrays, ours_all: dict, what: str) -> None:
+    """Interpreter.run_batch_all on the case's inputs beside other inputs (the same values
+    shuffled; all zeros, where the op takes them): every input's every tensor must be the one
+    its own run computes (whose values the caller checked against LiteRT)."""
+    rng = np.random.default_rng(zlib.crc32(what.encode()))
+    batch, singles = [list(arrays)], [ours_all]
+    shuffled = [rng.permutation(np.asarray(a).reshape(-1)).reshape(np.shape(a)) for a in arrays]
+    with np.errstate(all="ignore"):         # float RSQRT of zeros: inf, as LiteRT's 1.f / sqrtf
+        for variant in (shuffled, [np.zeros_like(a) for a in arrays]):
+            try:
+                singles.append(interp.run_all(variant))
+            except NpMobileBertError:
+                continue                    # e.g. int8 RSQRT below its zero point: refused alone
+            batch.append(variant)
+    try:
+        with np.errstate(all="ignore"):
+            batched = interp.run_batch_all(batch)
+    except Exception as e:
+        pytest.fail(f"our run_batch_all raised {type(e).__name__}: {e}\n{what}", pytrace=False)
+    for k, (single, together) in enumerate(zip(singles, batched)):
+        assert together.keys() == single.keys(), f"input {k}: run_batch_all's tensors differ\n{what}"
+        for idx, value in single.items():
+            np.testing.assert_array_equal(together[idx], value, err_msg=f"input {k} tensor {idx}\n{what}")
+            assert together[idx].dtype == value.dtype, f"input {k} tensor {idx}\n{what}"
 
 
 _OPNAMES = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}

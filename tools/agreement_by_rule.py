@@ -58,7 +58,9 @@ def outputs(model_path: str, inputs: list[list[np.ndarray]], profile: Profile) -
     """[n_texts, n_outputs] raw model outputs under one profile."""
     engine = _Engine(model_path, "numpy")
     interp = Interpreter(engine.model, numerics=profile)
-    return np.array([interp.run(arrays)[engine.pos].reshape(-1) for arrays in inputs])
+    batch = interp.batch_size(32)                   # the texts run in batches (run_batch)
+    return np.array([outs[engine.pos].reshape(-1) for start in range(0, len(inputs), batch)
+                     for outs in interp.run_batch(inputs[start:start + batch])])
 
 
 def _outputs_task(task: tuple[str, list[list[np.ndarray]], Profile]) -> np.ndarray:

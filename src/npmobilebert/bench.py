@@ -23,7 +23,9 @@ Two input sets per measurement, both cycled through ``--runs`` timed runs after 
 lengths; ``padded`` -- every input ``--seq`` tokens long (default: the model's sequence length).
 The graphs have fixed shapes, so both sets cost the same unless a runtime skips padding.
 Throughput is batched where the model's batch dimension is free (shape signature -1), else it
-is sequential: runs / total time of the ``real`` set.
+is sequential: runs / total time of the ``real`` set. The ``numpy`` engine runs ``--batch``
+inputs at a time (``Interpreter.run_batch``, as eval/classify do) and also reports the median
+time per tweet of a batch (``batch_ms_per_tweet``).
 """
 
 from __future__ import annotations

@@ -187,10 +187,13 @@ class _Engine:
         self.maker = InputMaker(self.model)
         self.maker.tokenizer      # the vocab and input checks now, before any text
         self.truncated = 0
+        self._run_batch = None
         if engine == "numpy":
             from .interpreter import Interpreter
             interp = Interpreter(self.model)
             self._run = interp.run
+            self._run_batch = interp.run_batch      # a chunk's texts together, memory-bounded
+            self.batch_size = interp.batch_size(CHUNK)
         else:
             from .runtime import LiteRTRunner
             runner = LiteRTRunner(content, resolver=_RESOLVER[engine], num_threads=1,
@@ -205,6 +208,12 @@ class _Engine:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        if self._run_batch is not None and len(texts) > 1:
+            for start in range(0, len(texts), self.batch_size):
+                batch = [self.arrays(text) for text in texts[start:start + self.batch_size]]
+                for k, outputs in enumerate(self._run_batch(batch), start=start):
+                    out[k] = to_logits(outputs[self.pos], self.scale, self.zero_point)
+            return out
         for k, text in enumerate(texts):
             out[k] = to_logits(self._run(self.arrays(text))[self.pos], self.scale, self.zero_point)
         return out

@@ -175,7 +175,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     from .fileio import check_writable, save_npz
     from .inputs import InputMaker, model_labels
     from .interpreter import Interpreter
-    from .trace import make_tracer, printable
+    from .trace import make_tracer
 
     if (text is None) == (ids_text is None):
         raise InputError("give either TEXT or --ids")
@@ -198,7 +198,7 @@ def run(model_path, text, ids_text, trace_level, save_path, numerics):
     answers = []
     for i in model.outputs:
         out = values[i]
-        click.echo(f"output {printable(model.tensors[i].name)}: {np.array2string(out, precision=4)}")
+        click.echo(f"output {escape_text(model.tensors[i].name)}: {np.array2string(out, precision=4)}")
         if labels and out.ndim and out.shape[-1] == len(labels) and np.issubdtype(out.dtype, np.floating):
             z = out.reshape(-1).astype(np.float64)
             probs = np.exp(z - z.max())

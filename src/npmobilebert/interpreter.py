@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .batching import run_batched
 from .feeds import order_inputs
 from .fusion import fuse_table_chains
 from .errors import InputError, ModelFormatError, NpMobileBertError, UnsupportedOpError
@@ -31,6 +32,10 @@ Observer = Callable[[PreparedOp, list, list], None]
 #: corrupt or hostile model may declare shapes of terabytes, which must be refused before
 #: anything is allocated, not discovered by the out-of-memory killer.
 MAX_TENSOR_BYTES = 1 << 30
+
+#: What a batch of inputs run together (run_batch) may hold in activations, by default: dataset
+#: commands size their batches so that N x activation_bytes() stays under it.
+BATCH_ACTIVATION_BYTES = 512 << 20
 
 # The highest version of each op that LiteRT 2.3.0's builtin resolver registers (probed with
 # single-op models).  A higher version comes from a newer converter and may mean semantics the
@@ -309,6 +314,95 @@ class Interpreter:
                 for i in dead:
                     del values[i]
         return [values[i] if i in values else self.tensors[i].data for i in self.graph.outputs]
+
+    # -- running N inputs together (batching.py) ------------------------------------------------
+
+    def run_batch(self, inputs_list: Sequence, observer: Observer | None = None) -> list[list[np.ndarray]]:
+        """Execute the graph on N inputs together; return each input's outputs, in graph order,
+        exactly as ``run`` would give them one by one.
+
+        Every op runs once over an extra leading axis (batching.py): the GEMMs of all N inputs
+        are one larger GEMM, a table op one gather, so the per-op cost is paid once per batch.
+        An ``observer(step, inputs, outputs)`` sees each op unfused, with every computed tensor
+        as ``[N, *declared shape]`` (a constant as itself).
+        """
+        if observer is not None:
+            values, batched = self._run_batched(inputs_list, self.plan, None, observer)
+        else:
+            values, batched = self._run_batched(inputs_list, self._run_plan, self._dead_after, None)
+        outputs = [values[i] if i in values else self.tensors[i].data for i in self.graph.outputs]
+        return [[out[k] if i in batched else out for i, out in zip(self.graph.outputs, outputs)]
+                for k in range(len(inputs_list))]
+
+    def run_batch_all(self, inputs_list: Sequence, observer: Observer | None = None) -> list[dict[int, np.ndarray]]:
+        """``run_all`` for each of N inputs, executed together as in ``run_batch``."""
+        values, batched = self._run_batched(inputs_list, self.plan, None, observer)
+        for i in self.graph.outputs:
+            values.setdefault(i, self.tensors[i].data)
+        return [{i: value[k] if i in batched else value for i, value in values.items()}
+                for k in range(len(inputs_list))]
+
+    def activation_bytes(self) -> int:
+        """What one run's activations can hold at most: every tensor the graph computes or is
+        given, all alive at once (a run without an observer frees most of them earlier). A
+        batch of N inputs needs N times this: the bound dataset commands size batches by."""
+        constants = {t.index for t in self.tensors if t.data is not None}
+        computed = set(self.graph.inputs)
+        for op in self.graph.operators:
+            computed.update(i for i in op.outputs if i >= 0 and i not in constants)
+        return sum(self.tensors[i].nbytes for i in computed)
+
+    def batch_size(self, most: int, max_bytes: int | None = None) -> int:
+        """How many inputs (1 to ``most``) to run together within ``max_bytes`` of activations
+        (default BATCH_ACTIVATION_BYTES)."""
+        max_bytes = BATCH_ACTIVATION_BYTES if max_bytes is None else max_bytes
+        return max(1, min(most, max_bytes // max(self.activation_bytes(), 1)))
+
+    def _run_batched(self, inputs_list, plan, dead_after, observer):
+        """Run ``plan`` on N inputs: (tensor index -> value, the indices holding [N, ...] values)."""
+        bound = []
+        for k, inputs in enumerate(inputs_list):
+            try:
+                bound.append(self.bind_inputs(inputs))
+            except InputError as exc:
+                raise InputError(f"input set {k} of the batch: {exc}") from None
+        if not bound:
+            raise InputError("run_batch needs at least one input set")
+        n = len(bound)
+        values: dict[int, np.ndarray] = {i: np.stack([b[k] for b in bound])
+                                         for k, i in enumerate(self.graph.inputs)}
+        batched = set(self.graph.inputs)
+        for position, step in enumerate(plan):
+            op = step.ctx.op
+            args = self._arguments(op, values)
+            flags = [i in batched for i in op.inputs]
+            if any(flags):
+                outs = self._execute_batched(step, args, flags, n)
+                batched.update(op.outputs)
+            else:                                   # constants only: the same for every input
+                outs = self._execute(step, args)
+            values.update(zip(op.outputs, outs))
+            if observer is not None:
+                observer(step, args, outs)
+            if dead_after is not None:
+                for i in dead_after[position]:
+                    del values[i]
+        return values, batched
+
+    def _execute_batched(self, step: PreparedOp, args: list, flags: list[bool], n: int) -> list:
+        """One prepared op on N inputs (batching.run_batched), its outputs checked as _execute
+        checks a single run's: each input's slice has the declared shape and type."""
+        try:
+            outs = run_batched(step, args, flags, n, self.tensors)
+        except NpMobileBertError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _kernel_failure
+            raise _kernel_failure(step.ctx.op, "run", exc) from exc
+        if any(getattr(out, "shape", (None,))[:1] != (n,) for out in outs):
+            raise ModelFormatError(f"operator {step.ctx.op.index} ({step.ctx.op.opcode}) lost the batch "
+                                   f"axis of a batched run")
+        self._check_outputs(step.ctx.op, [out[0] for out in outs])
+        return outs
 
     def _last_uses(self, plan: list[PreparedOp]) -> list[list[int]]:
         """For each step of ``plan``, the computed tensors no later step reads and the graph

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import escape_text
+from .interpreter import BATCH_ACTIVATION_BYTES
 
 SHAPE_OPS = frozenset({"RESHAPE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
                        "GATHER", "PAD", "PADV2", "CONCATENATION", "CAST"})
@@ -196,9 +197,16 @@ def layer_error(quant_model, float_model, quant_interp, float_interp, quant_inpu
     """Run both models on the same inputs and accumulate the per-tensor errors."""
     matches = match_tensors(quant_model, float_model)
     agree = 0
+    quant_inputs, float_inputs = list(quant_inputs), list(float_inputs)
+    # each model's inputs run together (every tensor kept), the two batches in half the bound each
+    half = BATCH_ACTIVATION_BYTES // 2
+    batch = min(quant_interp.batch_size(len(quant_inputs), half),
+                float_interp.batch_size(len(float_inputs), half))
     for k, (qa, fa) in enumerate(zip(quant_inputs, float_inputs)):
-        qv = quant_interp.run_all(qa)
-        fv = float_interp.run_all(fa)
+        if k % batch == 0:
+            q_batch = quant_interp.run_batch_all(quant_inputs[k:k + batch])
+            f_batch = float_interp.run_batch_all(float_inputs[k:k + batch])
+        qv, fv = q_batch[k % batch], f_batch[k % batch]
         q_out = qv.get(quant_model.outputs[0]) if quant_model.outputs else None
         f_out = fv.get(float_model.outputs[0]) if float_model.outputs else None
         if q_out is not None and f_out is not None and q_out.size == f_out.size > 0:

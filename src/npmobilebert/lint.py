@@ -385,9 +385,18 @@ def _real_bound(t, q: int) -> float:
 def lint_model(model, interp, input_sets: list) -> Linter:
     """Run every input set through the interpreter with a Linter observing."""
     linter = Linter()
-    for arrays in input_sets:
-        linter.start_run()
-        interp.run_all(arrays, observer=linter.observe)
+    input_sets = list(input_sets)
+    batch = interp.batch_size(len(input_sets)) if input_sets else 1
+    for start in range(0, len(input_sets), batch):
+        # the inputs run together; the linter then sees each run on its own, op by op, with
+        # exactly the values run_all(arrays, observer) would show it
+        for values in interp.run_batch_all(input_sets[start:start + batch]):
+            linter.start_run()
+            for step in interp.plan:
+                op = step.ctx.op
+                args = [None if i < 0 else values[i] if i in values else interp.tensors[i].data
+                        for i in op.inputs]
+                linter.observe(step, args, [values[i] for i in op.outputs])
     if not input_sets:       # static checks still apply
         for step in interp.plan:
             linter.static[step.ctx.op.index] = static_findings(step)

@@ -33,11 +33,6 @@ LEGEND = ("clamp: values on the low/high bound (dtype or fused activation) as lo
           "! a lint finding; -tt: full names")
 
 
-def printable(text: str) -> str:
-    """A name from the model file as one line of plain text: its repr's escapes, no quotes."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def short_name(name: str, width: int) -> str:
     """The informative tail of a tensor name in at most `width` characters.
 
@@ -46,7 +41,7 @@ def short_name(name: str, width: int) -> str:
     segments say which layer and op this is."""
     parts = [part for part in name.split(";") if part] or [""]
     suffix = f";+{len(parts) - 1}" if len(parts) > 1 else ""
-    head, width = printable(parts[0]), max(width - len(suffix), 8)
+    head, width = escape_text(parts[0]), max(width - len(suffix), 8)
     if len(head) > width:
         segments = head.split("/")
         tail = segments[-1]
@@ -151,7 +146,7 @@ def make_tracer(level: int, write: Callable[[str], None]):
             write(f"{row} {short_name(tensor.name, name_width)}{marker}")
             if level >= 2:
                 bounds = f"; clamp bounds {clamp[2]}..{clamp[3]}" if clamp else ""
-                write(f"       tensor: {printable(tensor.name)}  {_quant_text(tensor)}{bounds}")
+                write(f"       tensor: {escape_text(tensor.name)}  {_quant_text(tensor)}{bounds}")
         if level >= 2:
             if step.params:
                 write("       params: " + ", ".join(f"{k}={_format_param(v)}"
@@ -162,9 +157,9 @@ def make_tracer(level: int, write: Callable[[str], None]):
                 if tensor is None:
                     continue
                 kind = "const" if tensor.data is not None else "input"
-                write(f"       in{k} {kind} {printable(tensor.name)} {list(tensor.shape)} {tensor.type_name}"
+                write(f"       in{k} {kind} {escape_text(tensor.name)} {list(tensor.shape)} {tensor.type_name}"
                       f" {_quant_text(tensor)}: {_sample(value)}")
             for tensor, value in zip(step.ctx.outputs, outputs):
-                write(f"       out {printable(tensor.name)}: {_sample(value)}")
+                write(f"       out {escape_text(tensor.name)}: {_sample(value)}")
 
     return observe

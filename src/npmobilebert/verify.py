@@ -137,8 +137,12 @@ def verify(model: Model, interpreter: Interpreter, runner, inputs_list, against:
     name = getattr(runner, "name", None) or runtime_name()
     report = VerifyReport(model.path or "<bytes>", against, name, note=getattr(runner, "note", "") or "",
                           numerics=interpreter.numerics.name, operators=len(interpreter.graph.operators))
+    inputs_list = list(inputs_list)
+    batch = interpreter.batch_size(len(inputs_list))
     for k, arrays in enumerate(inputs_list):
-        ours = interpreter.run_all(arrays)
+        if k % batch == 0:          # ours for the next inputs, run together (every tensor kept)
+            ours_batch = interpreter.run_batch_all(inputs_list[k:k + batch])
+        ours = ours_batch[k % batch]
         theirs = runner.run_all(arrays)
         cmp = compare_runs(model, ours, theirs)
         if cmp.diffs and report.first_input is None:

@@ -191,15 +191,6 @@ def transposed_on_first_use(weights: np.ndarray):
     return functools.cache(lambda: np.ascontiguousarray(weights.T))
 
 
-def exact_int_matmul(a: np.ndarray, b: np.ndarray, float_type=np.float64) -> np.ndarray:
-    """Integer matmul ``a @ b`` (any batch dims), exact through float BLAS; returns int64.
-
-    Equals the C++ integer accumulation (which assumes no int32 overflow: TFLite DCHECKs it)
-    whenever ``float_type`` comes from gemm_float_type for these operands.
-    """
-    return np.matmul(a.astype(float_type), b.astype(float_type)).astype(np.int64)
-
-
 def sequential_float_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32 ``a @ b`` summed as TFLite's reference float kernels do: one product at a time,
     in depth order, each product and each sum rounded to float32 (no FMA, no pairwise sums).

@@ -21,7 +21,7 @@ from ..fixedpoint import (FLOAT_MBQM_LIMIT, multiply_by_quantized_multiplier,
                           multiply_by_quantized_multiplier_float, multiply_by_quantized_multiplier_int64,
                           multiply_by_quantized_multiplier_single_round, quantize_multiplier,
                           requantize_fp32)
-from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits, exact_int_matmul,
+from .base import (OpContext, PreparedOp, clamp_cast, dtype_limits,
                    gemm_float_type, register,
                    scale_of, sequential_float_matmul, zero_point_of)
 from .fully_connected import hybrid_params, hybrid_weight_scales, quantize_rows
@@ -49,7 +49,7 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
     if lhs_t.dtype == np.float32 and rhs_t.dtype == np.float32:
         def run_float(inputs):
             out = sequential_float_matmul(lhs_of(inputs[0]), rhs_of(inputs[1]))
-            return [out.reshape(out_shape)]
+            return [_declared_shape(out, out_shape)]
         return PreparedOp(ctx, run_float, {}, "tflite/kernels/internal/reference/batch_matmul.h (float)")
 
     if lhs_t.dtype == np.float32 and rhs_t.dtype == np.int8 and out_t.dtype == np.float32:
@@ -115,13 +115,20 @@ def prepare_batch_matmul(ctx: OpContext) -> PreparedOp:
         lhs = lhs_of(inputs[0].astype(gemm_type) + gemm_type(lhs_offset))
         rhs = rhs_of(inputs[1].astype(gemm_type) + gemm_type(rhs_offset))
         acc = np.matmul(lhs, rhs)                           # [..., rows, cols], exact integers
-        return [requantize(acc).reshape(out_shape)]
+        return [_declared_shape(requantize(acc), out_shape)]
 
     params = {"real_multiplier": real_multiplier, "multiplier": multiplier, "shift": shift,
               "lhs_offset": lhs_offset, "rhs_offset": rhs_offset, "output_offset": out_zp}
     if strategy == "fp32":
         params["scale"] = float(fp32_scale)
     return PreparedOp(ctx, run, params, rule.source)
+
+
+def _declared_shape(values: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """The product in the declared output shape, behind any leading axes the operands carry
+    beyond the model's rank (Interpreter.run_batch adds one: the batch of inputs)."""
+    extra = max(values.ndim - len(out_shape), 0)
+    return values.reshape(values.shape[:extra] + out_shape)
 
 
 def _extend5(shape) -> tuple[int, ...]:
@@ -178,6 +185,11 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
     row_sums = weights.reshape(-1, depth)[:w_ext[1] * w_ext[2] * cols].sum(axis=1)
     if per_channel is not None and len(per_channel) < cols:
         raise ctx.unsupported("per-channel weight scales shorter than the output columns")
+    # the quantized rows are int8 (|q| <= 128) before the offset correction below: their
+    # integer GEMM is exact in the float type this bound picks (float32 up to depth ~1000)
+    w_limit = int(np.abs(weights).max(initial=0))
+    gemm_type = gemm_float_type(depth, 128, w_limit)
+    weights_gemm = np.swapaxes(weights.reshape(w_ext), -1, -2).astype(gemm_type)
 
     def run(inputs):
         lhs = inputs[0].reshape(lhs_shape)
@@ -190,7 +202,7 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
             factors = (factors * tensor_scale).astype(np.float32)  # scaling_factors[b] *= scale
         out_batch = tuple(max(a, b) for a, b in zip(l_ext[:3], w_ext[:3]))
         # exact int32 dot products, broadcast over the batch dims: [*out_batch, rows, cols]
-        total = exact_int_matmul(q.reshape(l_ext), np.swapaxes(weights.reshape(w_ext), -1, -2))
+        total = np.matmul(q.reshape(l_ext).astype(gemm_type, copy=False), weights_gemm).astype(np.int64)
         total = np.broadcast_to(total, out_batch + (rows, cols))
         row = _hybrid_batch_index(l_ext[:3], out_batch, rows)[..., None] + np.arange(rows)
         batch_factor = factors[row][..., None]                       # [*out_batch, rows, 1]

@@ -263,25 +263,25 @@ def _prepare_hybrid(ctx: OpContext) -> PreparedOp:
     def run(inputs):
         x = inputs[0]
         rows = x.reshape(-1, depth)                                 # [batches, depth]
-        # Output = a copy of the bias per batch (VectorBatchVectorAssign) or zeros
-        base = np.zeros((rows.shape[0], units), dtype=np.float32)
-        if bias_t is not None:
-            base[...] = inputs[2]
-        if not np.any(rows != 0):
+        # Output = a copy of the bias per batch (VectorBatchVectorAssign) or zeros; the
+        # products are added to it below (as bias + 0.0f without a bias: -0.0 becomes 0.0)
+        base = inputs[2] if bias_t is not None else np.float32(0)
+        if not rows.any():
             # IsZeroVector over the whole input: the kernel skips the product entirely
-            out = base
+            out = np.zeros((rows.shape[0], units), dtype=np.float32)
+            out[...] = base
         else:
-            q, factors, offsets = quantize_rows(rows, asymmetric)
+            if asymmetric:      # quantized and centred on the row's offset in one go
+                centred, factors, _ = asymmetric_quantize_floats(rows, centred=True)
+            else:
+                centred, factors, _ = quantize_rows(rows, asymmetric)
             if per_channel is None:
                 factors = (factors * tensor_scale).astype(np.float32)   # scaling_factors[b] *= scale
-                scale = np.broadcast_to(factors[:, None], base.shape)
+                scale = factors[:, None]
             else:
                 scale = (factors[:, None] * per_channel[None, :]).astype(np.float32)
-            centred = q.astype(gemm_type)
-            if asymmetric:
-                centred -= offsets[:, None].astype(gemm_type)
             # int32 dot products minus row_sums[row] * input_offset[batch], exact integers
-            dot = np.matmul(centred, weights_in_scratch(weights_t(), gemm_type))
+            dot = np.matmul(centred.astype(gemm_type, copy=False), weights_in_scratch(weights_t(), gemm_type))
             out = dot.astype(np.float32, copy=False)           # (float) dotprod: rounds once
             out *= scale
             out += base
