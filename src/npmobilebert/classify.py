@@ -403,6 +403,13 @@ def _stop(executor) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+    # Wait for the pool's manager thread to see its workers gone and close its wake-up pipe:
+    # left running, it may close that pipe while the interpreter's exit handler writes to it
+    # (concurrent.futures' _python_exit, a race CPython fixed in 3.12), which prints a
+    # traceback after our one line.
+    manager = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 @contextlib.contextmanager
