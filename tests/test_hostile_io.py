@@ -402,7 +402,9 @@ def test_a_ten_megabyte_line_is_tokenized_in_bounded_memory():
     assert r.returncode == 0, r.stderr.decode()[-500:]
     length, peak_mib = map(int, r.stdout.split())
     assert length == 16
-    assert peak_mib < 400, peak_mib            # the whole line tokenized: 1.6 GB
+    # the whole line tokenized: 1.6 GB; its prefixes: 205 MB alone, 924 MB once in a full CI run
+    # (not reproduced alone): the bound tells the two apart without meeting that spread
+    assert peak_mib < 1200, peak_mib
 
 
 def test_tsv_as_csv_writer_writes_it_and_byte_order_marks(tmp_path):

@@ -622,6 +622,13 @@ def _batch_matmul_hybrid(site: Site):
 def _batch_matmul_fixed_point(site: Site, acc: int, wide: bool) -> int:
     """MultiplyByQuantizedMultiplier of the accumulator: the int64 overload for int16 inputs."""
     p = site.params
+    if _rule_name(site) == "single-round":
+        # LiteRT 1.x's optimized BATCH_MATMUL (the kernel's "single-round" rule): one rounding
+        m, shift = int(p["multiplier"]), int(p["shift"])
+        scaled = int(fp.multiply_by_quantized_multiplier_single_round(acc, m, shift))
+        site.say(f"  one rounding: (acc * M0 + 2^{30 - shift}) >> {31 - shift}"
+                 f" = ({acc} * {m} + 2^{30 - shift}) >> {31 - shift} = {scaled}")
+        return scaled
     if not wide:
         return _requantize_steps(site, acc, p["multiplier"], p["shift"])
     m = int(p["multiplier"])
