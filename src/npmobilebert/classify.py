@@ -410,6 +410,10 @@ def _stop(executor) -> None:
     manager = getattr(executor, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=5)
+        # and take the pool out of that handler's list: with the pool stopped there is nothing
+        # left for it to wake, and the race still showed once after the join (on Ctrl-C)
+        from concurrent.futures import process as futures_process
+        getattr(futures_process, "_threads_wakeups", {}).pop(manager, None)
 
 
 @contextlib.contextmanager
